@@ -1,0 +1,1 @@
+//! Benchmarks live here; the load generator arrives with its own issue.

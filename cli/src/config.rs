@@ -1,0 +1,238 @@
+//! `baobab.toml`: the one typed configuration of a `baobab server` process. Every problem is
+//! reported at start-up, all at once. The cluster secret may come from the file, a file it
+//! names, or the `BAOBAB_CLUSTER_SECRET` environment variable; it is never logged.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use baobab::coord::ClusterView;
+use baobab::placement::NodeSlot;
+use baobab::rpc::ClusterSecret;
+use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Stores shards and a metadata replica.
+    Storage,
+    /// Serves S3.
+    Gateway,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Roles of this process.
+    pub roles: Vec<Role>,
+    /// This storage node's id (role storage): one of `nodes`.
+    pub node_id: Option<u64>,
+    /// Where this process keeps its data.
+    pub data_dir: PathBuf,
+    /// Internal RPC listen address (role storage).
+    pub rpc_listen: Option<String>,
+    /// The shared cluster secret (at least 16 characters).
+    pub cluster_secret: Option<String>,
+    /// A file holding the cluster secret.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Log to this file (appending) instead of stderr.
+    pub log_file: Option<PathBuf>,
+    /// The S3 listener (role gateway).
+    pub s3: Option<S3Config>,
+    /// The erasure profile of new objects.
+    #[serde(default)]
+    pub erasure: ErasureConfig,
+    /// Object block size before erasure coding.
+    #[serde(default = "default_block_size")]
+    pub block_size_bytes: u32,
+    /// Every storage node of the cluster; the same list in every process's file.
+    pub nodes: Vec<NodeConfig>,
+}
+
+fn default_block_size() -> u32 {
+    DEFAULT_BLOCK_SIZE_BYTES
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Listen address, e.g. "127.0.0.1:3900".
+    pub listen: String,
+    /// The region clients sign for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Domain for virtual-hosted-style requests (`bucket.<root_domain>`).
+    pub root_domain: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureConfig {
+    /// Data shards per block.
+    pub k: u8,
+    /// Parity shards per block.
+    pub m: u8,
+}
+
+impl Default for ErasureConfig {
+    fn default() -> Self {
+        ErasureConfig { k: 2, m: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// The node's site (failure domain).
+    pub site: String,
+    /// The node's internal RPC address as others reach it.
+    pub rpc_addr: String,
+    /// Relative placement weight (e.g. capacity in GiB).
+    #[serde(default = "default_weight")]
+    pub weight: u64,
+}
+
+fn default_weight() -> u64 {
+    100
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Every problem at once.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.roles.is_empty() {
+            problems.push("roles: name at least one of \"storage\", \"gateway\"".to_string());
+        }
+        let ids: HashSet<u64> = self.nodes.iter().map(|n| n.id).collect();
+        if ids.len() != self.nodes.len() {
+            problems.push("nodes: ids must be unique".into());
+        }
+        for n in &self.nodes {
+            if n.rpc_addr.parse::<SocketAddr>().is_err() {
+                problems.push(format!("nodes[{}].rpc_addr: {:?} is not host:port", n.id, n.rpc_addr));
+            }
+        }
+        let profile = ErasureProfile { k: self.erasure.k, m: self.erasure.m };
+        if profile.k == 0 || profile.n_shards() > 255 {
+            problems.push(format!("erasure: {}+{} is not a valid profile", profile.k, profile.m));
+        } else if self.nodes.len() < profile.n_shards() {
+            problems.push(format!(
+                "erasure: {}+{} needs at least {} nodes, {} configured",
+                profile.k,
+                profile.m,
+                profile.n_shards(),
+                self.nodes.len()
+            ));
+        }
+        if self.block_size_bytes < 4096 || self.block_size_bytes > 64 * 1024 * 1024 {
+            problems.push("block_size_bytes: must be between 4096 and 67108864".into());
+        }
+        if self.roles.contains(&Role::Storage) {
+            match self.node_id {
+                None => problems.push("node_id: required with role storage".into()),
+                Some(id) if !ids.contains(&id) => problems.push(format!("node_id: {id} is not in nodes")),
+                Some(_) => {}
+            }
+            match &self.rpc_listen {
+                None => problems.push("rpc_listen: required with role storage".into()),
+                Some(a) if a.parse::<SocketAddr>().is_err() => problems.push(format!("rpc_listen: {a:?} is not host:port")),
+                Some(_) => {}
+            }
+        }
+        if self.roles.contains(&Role::Gateway) {
+            match &self.s3 {
+                None => problems.push("[s3]: required with role gateway".into()),
+                Some(s3) if s3.listen.parse::<SocketAddr>().is_err() => {
+                    problems.push(format!("s3.listen: {:?} is not host:port", s3.listen))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Err(e) = self.secret() {
+            problems.push(e.to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    pub fn secret(&self) -> anyhow::Result<ClusterSecret> {
+        let secret = if let Ok(s) = std::env::var("BAOBAB_CLUSTER_SECRET") {
+            s
+        } else if let Some(s) = &self.cluster_secret {
+            s.clone()
+        } else if let Some(path) = &self.cluster_secret_file {
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cluster_secret_file: cannot read {}: {e}", path.display()))?
+                .trim()
+                .to_string()
+        } else {
+            anyhow::bail!("cluster_secret: set cluster_secret, cluster_secret_file or BAOBAB_CLUSTER_SECRET");
+        };
+        if secret.len() < 16 {
+            anyhow::bail!("cluster_secret: must be at least 16 characters");
+        }
+        Ok(ClusterSecret::new(secret.into_bytes()))
+    }
+
+    pub fn members(&self) -> BTreeMap<NodeId, String> {
+        self.nodes.iter().map(|n| (NodeId(n.id), n.rpc_addr.clone())).collect()
+    }
+
+    pub fn cluster_view(&self) -> ClusterView {
+        ClusterView {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeSlot { id: NodeId(n.id), site: SiteId(n.site.clone()), weight: n.weight })
+                .collect(),
+            profile: ErasureProfile { k: self.erasure.k, m: self.erasure.m },
+            block_size: self.block_size_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_problem() {
+        let cfg: Config = toml::from_str(
+            r#"
+            roles = ["storage", "gateway"]
+            data_dir = "/tmp/x"
+            cluster_secret = "short"
+            [[nodes]]
+            id = 1
+            site = "a"
+            rpc_addr = "nope"
+            "#,
+        )
+        .expect("parses");
+        let err = cfg.validate().expect_err("invalid").to_string();
+        for needle in ["node_id", "rpc_listen", "[s3]", "rpc_addr", "needs at least 3 nodes", "at least 16"] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(toml::from_str::<Config>("roles = []\ndata_dir = \"/x\"\nnodes = []\nbogus = 1\n").is_err());
+    }
+}

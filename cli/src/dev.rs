@@ -1,0 +1,127 @@
+//! `baobab dev`: a whole cluster in one process with zero configuration: three storage nodes in
+//! sites site-a, site-b, site-c (erasure 2+1) and one gateway, talking over the real internal
+//! RPC on loopback. Data under `--data-dir`; the cluster secret and the access key are created
+//! on first start and kept, so a restart keeps everything.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use baobab::coord::{ClusterView, Coordinator};
+use baobab::meta::MetaClient;
+use baobab::placement::NodeSlot;
+use baobab::rpc::{ClusterSecret, RpcClient};
+use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
+use baobab_gateway::{serve_s3, GatewayConfig};
+use baobab_storage_node::{StorageNode, StorageNodeConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::run::{cancel_on_signal, ensure_access_key, init_logging, new_key_pair};
+
+const SITES: [&str; 3] = ["site-a", "site-b", "site-c"];
+const REGION: &str = "us-east-1";
+
+/// Reads `export NAME=value` lines.
+fn read_env_file(path: &Path) -> BTreeMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim().to_string();
+        if s.len() >= 16 {
+            return Ok(s);
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    std::fs::write(path, &secret)?;
+    Ok(secret)
+}
+
+pub async fn run(data_dir: &Path, s3_port: u16) -> anyhow::Result<()> {
+    init_logging(None)?;
+    std::fs::create_dir_all(data_dir)?;
+    let data_dir = data_dir.canonicalize()?;
+    if s3_port > u16::MAX - 3 {
+        anyhow::bail!("--s3-port must leave room for the three storage node ports after it");
+    }
+    let secret = ClusterSecret::new(load_or_create_secret(&data_dir.join("cluster.secret"))?.into_bytes());
+    let members: BTreeMap<NodeId, String> =
+        (1..=3u64).map(|i| (NodeId(i), format!("127.0.0.1:{}", s3_port + i as u16))).collect();
+    let token = CancellationToken::new();
+    cancel_on_signal(token.clone());
+
+    // Bind everything first: a port in use fails the start before anything runs.
+    let s3_listener = tokio::net::TcpListener::bind(("127.0.0.1", s3_port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{s3_port}: {e}"))?;
+    let mut listeners = Vec::new();
+    for (id, addr) in &members {
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        listeners.push((*id, l));
+    }
+    let mut nodes = Vec::new();
+    for (id, listener) in listeners {
+        let cfg = StorageNodeConfig { node_id: id, data_dir: data_dir.join(format!("node{}", id.0)), members: members.clone() };
+        let t = token.clone();
+        nodes.push(StorageNode::start(cfg, listener, secret.clone(), async move { t.cancelled().await }).await?);
+    }
+
+    let rpc = RpcClient::new(secret, members.clone().into_iter().collect());
+    let meta = MetaClient::new(rpc.clone(), members.keys().copied().collect());
+    let view = ClusterView {
+        nodes: members
+            .keys()
+            .zip(SITES)
+            .map(|(id, site)| NodeSlot { id: *id, site: SiteId(site.to_string()), weight: 100 })
+            .collect(),
+        profile: ErasureProfile { k: 2, m: 1 },
+        block_size: DEFAULT_BLOCK_SIZE_BYTES,
+    };
+    let coord = Coordinator::new(rpc, view)?;
+    let t = token.clone();
+    let gw_cfg = GatewayConfig { region: REGION.to_string(), root_domain: None };
+    let gateway = tokio::spawn(serve_s3(s3_listener, gw_cfg, meta.clone(), coord, async move { t.cancelled().await }));
+
+    let env_path = data_dir.join("dev.env");
+    let previous = read_env_file(&env_path);
+    let pair = match (previous.get("AWS_ACCESS_KEY_ID"), previous.get("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => (id.clone(), secret.clone()),
+        _ => new_key_pair(),
+    };
+    let key = tokio::select! {
+        k = ensure_access_key(&meta, "dev".to_string(), pair, Duration::from_secs(60)) => k?,
+        _ = token.cancelled() => anyhow::bail!("interrupted before the cluster was ready"),
+    };
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    let env = format!(
+        "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\nexport AWS_ENDPOINT_URL={endpoint}\nexport AWS_REGION={REGION}\n",
+        key.key_id, key.secret
+    );
+    baobab::fsutil::write_durable(&env_path, env.as_bytes()).await?;
+    println!("Baobab dev cluster ready: 3 storage nodes (site-a, site-b, site-c), erasure 2+1, data in {}", data_dir.display());
+    println!("S3 endpoint:       {endpoint}");
+    println!("Access key id:     {}", key.key_id);
+    println!("Secret access key: {}", key.secret);
+    println!("Region:            {REGION}");
+    println!("Credentials for your shell: source {}", env_path.display());
+
+    token.cancelled().await;
+    match gateway.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "gateway stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "gateway task failed"),
+        Ok(Ok(())) => {}
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+    tracing::info!("dev cluster stopped");
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! `baobab server`, `baobab key create`, `baobab status`: start roles from a config file, or
+//! talk to a running cluster with the cluster secret.
+
+use std::path::Path;
+use std::time::Duration;
+
+use baobab::coord::Coordinator;
+use baobab::meta::{AccessKeyRecord, Command, CommandResult, MetaClient, Query, QueryResult};
+use baobab::rpc::RpcClient;
+use baobab::types::NodeId;
+use baobab_gateway::{serve_s3, GatewayConfig};
+use baobab_storage_node::{NodeStatus, StorageNode, StorageNodeConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Role};
+
+/// Logs go to stderr, or to `log_file` when set. `RUST_LOG` overrides the default `info`.
+pub fn init_logging(log_file: Option<&Path>) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+/// Cancels the token on SIGINT or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+pub async fn server(config_path: &Path) -> anyhow::Result<()> {
+    let cfg = Config::load(config_path)?;
+    init_logging(cfg.log_file.as_deref())?;
+    let token = CancellationToken::new();
+    cancel_on_signal(token.clone());
+    let secret = cfg.secret()?;
+    std::fs::create_dir_all(&cfg.data_dir)?;
+
+    let mut storage = None;
+    if cfg.roles.contains(&Role::Storage) {
+        let node_id = NodeId(cfg.node_id.ok_or_else(|| anyhow::anyhow!("node_id missing"))?);
+        let listen = cfg.rpc_listen.clone().ok_or_else(|| anyhow::anyhow!("rpc_listen missing"))?;
+        let listener = tokio::net::TcpListener::bind(&listen).await?;
+        let node_cfg = StorageNodeConfig { node_id, data_dir: cfg.data_dir.clone(), members: cfg.members() };
+        let t = token.clone();
+        storage = Some(StorageNode::start(node_cfg, listener, secret.clone(), async move { t.cancelled().await }).await?);
+        tracing::info!(node = %node_id, rpc = %listen, "storage role running");
+    }
+    let mut gateway = None;
+    if cfg.roles.contains(&Role::Gateway) {
+        let s3 = cfg.s3.clone().ok_or_else(|| anyhow::anyhow!("[s3] missing"))?;
+        let rpc = RpcClient::new(secret.clone(), cfg.members().into_iter().collect());
+        let meta = MetaClient::new(rpc.clone(), cfg.members().keys().copied().collect());
+        let coord = Coordinator::new(rpc, cfg.cluster_view())?;
+        let listener = tokio::net::TcpListener::bind(&s3.listen).await?;
+        tracing::info!(listen = %s3.listen, "gateway role serving S3");
+        let t = token.clone();
+        let gw_cfg = GatewayConfig { region: s3.region.clone(), root_domain: s3.root_domain.clone() };
+        gateway = Some(tokio::spawn(serve_s3(listener, gw_cfg, meta, coord, async move { t.cancelled().await })));
+    }
+    token.cancelled().await;
+    if let Some(g) = gateway {
+        match g.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "gateway stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "gateway task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(s) = storage {
+        s.stop().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn random_string(alphabet: &[u8], len: usize) -> String {
+    (0..len).map(|_| alphabet[rand::random_range(0..alphabet.len())] as char).collect()
+}
+
+/// A new access key id and secret, in the shapes AWS uses.
+pub fn new_key_pair() -> (String, String) {
+    let id = format!("BK{}", random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 18));
+    let secret = random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 40);
+    (id, secret)
+}
+
+/// Creates the key unless it exists; returns the key as stored. Retries until the metadata
+/// group has a leader, for at most `deadline`.
+pub async fn ensure_access_key(
+    meta: &MetaClient,
+    name: String,
+    pair: (String, String),
+    deadline: Duration,
+) -> anyhow::Result<AccessKeyRecord> {
+    let record = AccessKeyRecord {
+        key_id: pair.0.clone(),
+        secret: pair.1,
+        name,
+        created_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    };
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            match meta.write(Command::CreateAccessKey { record: record.clone() }).await? {
+                CommandResult::AccessKeyCreated => Ok(record.clone()),
+                CommandResult::AccessKeyExists => match meta.read(Query::GetAccessKey { key_id: pair.0.clone() }).await? {
+                    QueryResult::AccessKey(Some(existing)) => Ok(existing),
+                    other => Err(anyhow::anyhow!("unexpected answer {other:?}")),
+                },
+                other => Err(anyhow::anyhow!("unexpected answer {other:?}")),
+            }
+        };
+        match attempt.await {
+            Ok(r) => return Ok(r),
+            Err(e) if started.elapsed() < deadline => {
+                tracing::debug!(error = %e, "access key not created yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.context("creating the access key")),
+        }
+    }
+}
+
+pub async fn key_create(config_path: &Path, name: String, pair: Option<(String, String)>) -> anyhow::Result<()> {
+    let cfg = Config::load(config_path)?;
+    let rpc = RpcClient::new(cfg.secret()?, cfg.members().into_iter().collect());
+    let meta = MetaClient::new(rpc, cfg.members().keys().copied().collect());
+    let pair = pair.unwrap_or_else(new_key_pair);
+    let record = ensure_access_key(&meta, name, pair, Duration::from_secs(30)).await?;
+    println!("{}", serde_json::json!({"access_key_id": record.key_id, "secret_access_key": record.secret}));
+    Ok(())
+}
+
+pub async fn status(config_path: &Path) -> anyhow::Result<()> {
+    let cfg = Config::load(config_path)?;
+    let rpc = RpcClient::new(cfg.secret()?, cfg.members().into_iter().collect());
+    let mut nodes = Vec::new();
+    let mut leader = None;
+    for id in cfg.members().keys() {
+        let answer: Result<NodeStatus, _> = rpc.call(*id, "/v1/node/status", &(), Duration::from_secs(2)).await;
+        match answer {
+            Ok(s) => {
+                leader = leader.or(s.leader);
+                nodes.push(serde_json::json!({"id": id.0, "reachable": true, "leader": s.leader}));
+            }
+            Err(_) => nodes.push(serde_json::json!({"id": id.0, "reachable": false})),
+        }
+    }
+    println!("{}", serde_json::json!({"leader": leader, "nodes": nodes}));
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! The S3 listener: hyper HTTP/1.1 and HTTP/2 connections into the s3s service, with graceful
+//! shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use baobab::coord::Coordinator;
+use baobab::meta::MetaClient;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+
+use crate::auth::{KeyStore, SignedOnly};
+use crate::s3::Gateway;
+
+/// What the gateway needs to serve.
+pub struct GatewayConfig {
+    /// The region clients sign for and GetBucketLocation reports.
+    pub region: String,
+    /// For virtual-hosted-style requests (`bucket.<domain>`); None: path style only.
+    pub root_domain: Option<String>,
+}
+
+/// Serves S3 on `listener` until `shutdown` resolves, then drains connections (10 s at most).
+pub async fn serve_s3(
+    listener: TcpListener,
+    cfg: GatewayConfig,
+    meta: MetaClient,
+    coord: Coordinator,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let gateway = Gateway { meta: meta.clone(), coord, region: cfg.region.clone() };
+    let service = {
+        let mut b = S3ServiceBuilder::new(gateway);
+        b.set_auth(KeyStore::new(meta));
+        b.set_access(SignedOnly);
+        if let Some(domain) = &cfg.root_domain {
+            b.set_host(s3s::host::SingleDomain::new(domain)?);
+        }
+        b.build()
+    };
+    let http = ConnBuilder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, _peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "s3 accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let conn = http.serve_connection(TokioIo::new(socket), service.clone());
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {},
+        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("s3 connections still open after 10 s; closing"),
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds Baobab (installing the build prerequisites when missing) and runs `baobab dev`:
+# a local cluster of three storage nodes and one gateway, with zero configuration.
+# Usage: scripts/dev.sh [--data-dir DIR] [--s3-port PORT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/prereqs.sh
+install_build_prereqs
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baobab-target}"
+cargo build --release --bin baobab
+exec "$CARGO_TARGET_DIR/release/baobab" dev "$@"

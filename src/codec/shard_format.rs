@@ -1,0 +1,170 @@
+//! The shard file format, version 1. One file holds shard `i` of every block of one object
+//! version:
+//!
+//! ```text
+//! header (64 bytes): magic "BAOBABSH" | format version u16 LE | k u8 | m u8 | shard index u8 |
+//!                    reserved u8 | block size u32 LE | object version id u128 LE | zero padding
+//! then per block b:  shard bytes (shard_len(b)) | BLAKE3 of those bytes (32)
+//! ```
+//! Every block but the last has the full shard length, so block b starts at a computable offset
+//! and a range read touches only the blocks it needs.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::types::{ErasureProfile, VersionId};
+
+pub const MAGIC: &[u8; 8] = b"BAOBABSH";
+pub const FORMAT_VERSION: u16 = 1;
+pub const HEADER_LEN: u64 = 64;
+pub const HASH_LEN: u64 = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ShardFormatError {
+    #[error("not a shard file (bad magic)")]
+    BadMagic,
+    #[error("shard format version {0} is not supported")]
+    UnsupportedVersion(u16),
+    #[error("shard header too short")]
+    Truncated,
+}
+
+/// The header of one shard file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardHeader {
+    pub profile: ErasureProfile,
+    pub shard_index: u8,
+    pub block_size: u32,
+    pub version: VersionId,
+}
+
+impl ShardHeader {
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(HEADER_LEN as usize);
+        b.put_slice(MAGIC);
+        b.put_u16_le(FORMAT_VERSION);
+        b.put_u8(self.profile.k);
+        b.put_u8(self.profile.m);
+        b.put_u8(self.shard_index);
+        b.put_u8(0);
+        b.put_u32_le(self.block_size);
+        b.put_u128_le(self.version.0);
+        b.resize(HEADER_LEN as usize, 0);
+        b.freeze()
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, ShardFormatError> {
+        if buf.len() < HEADER_LEN as usize {
+            return Err(ShardFormatError::Truncated);
+        }
+        if &buf[..8] != MAGIC {
+            return Err(ShardFormatError::BadMagic);
+        }
+        let version = u16::from_le_bytes([buf[8], buf[9]]);
+        if version != FORMAT_VERSION {
+            return Err(ShardFormatError::UnsupportedVersion(version));
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&buf[18..34]);
+        Ok(ShardHeader {
+            profile: ErasureProfile { k: buf[10], m: buf[11] },
+            shard_index: buf[12],
+            block_size: u32::from_le_bytes([buf[14], buf[15], buf[16], buf[17]]),
+            version: VersionId(u128::from_le_bytes(id)),
+        })
+    }
+}
+
+/// Where things are in the shard files of an object of `object_size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardLayout {
+    pub k: u64,
+    pub block_size: u64,
+    pub object_size: u64,
+}
+
+impl ShardLayout {
+    pub fn new(k: u8, block_size: u32, object_size: u64) -> Self {
+        ShardLayout { k: k as u64, block_size: block_size as u64, object_size }
+    }
+
+    pub fn n_blocks(&self) -> u64 {
+        self.object_size.div_ceil(self.block_size)
+    }
+
+    /// Bytes of the object in block `b`.
+    pub fn block_len(&self, b: u64) -> u64 {
+        let start = b * self.block_size;
+        self.block_size.min(self.object_size.saturating_sub(start))
+    }
+
+    /// Shard bytes per block (without the hash) for block `b`.
+    pub fn shard_len(&self, b: u64) -> u64 {
+        self.block_len(b).div_ceil(self.k)
+    }
+
+    fn full_record_len(&self) -> u64 {
+        self.block_size.div_ceil(self.k) + HASH_LEN
+    }
+
+    /// Offset of block `b`'s record (shard bytes then hash) in a shard file.
+    pub fn record_offset(&self, b: u64) -> u64 {
+        HEADER_LEN + b * self.full_record_len()
+    }
+
+    /// The byte range of the records of blocks `first..end` in a shard file.
+    pub fn records_range(&self, first: u64, end: u64) -> (u64, u64) {
+        let start = self.record_offset(first);
+        let last = end - 1;
+        (start, self.record_offset(last) + self.shard_len(last) + HASH_LEN)
+    }
+
+    /// Size of a complete shard file.
+    pub fn file_len(&self) -> u64 {
+        if self.n_blocks() == 0 {
+            return HEADER_LEN;
+        }
+        self.records_range(0, self.n_blocks()).1
+    }
+}
+
+/// The hash stored after each shard block.
+pub fn block_hash(data: &[u8]) -> [u8; 32] {
+    *blake3::hash(data).as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip() {
+        let h = ShardHeader {
+            profile: ErasureProfile { k: 4, m: 2 },
+            shard_index: 5,
+            block_size: 1 << 20,
+            version: VersionId(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+        };
+        let enc = h.encode();
+        assert_eq!(enc.len() as u64, HEADER_LEN);
+        assert_eq!(ShardHeader::decode(&enc), Ok(h));
+        let mut bad = enc.to_vec();
+        bad[0] = b'X';
+        assert_eq!(ShardHeader::decode(&bad), Err(ShardFormatError::BadMagic));
+        let mut newer = enc.to_vec();
+        newer[8] = 9;
+        assert_eq!(ShardHeader::decode(&newer), Err(ShardFormatError::UnsupportedVersion(9)));
+        assert_eq!(ShardHeader::decode(&enc[..10]), Err(ShardFormatError::Truncated));
+    }
+
+    #[test]
+    fn layout_offsets() {
+        let l = ShardLayout::new(2, 1024, 2500);
+        assert_eq!(l.n_blocks(), 3);
+        assert_eq!(l.block_len(2), 452);
+        assert_eq!(l.shard_len(0), 512);
+        assert_eq!(l.shard_len(2), 226);
+        assert_eq!(l.record_offset(1), 64 + 544);
+        assert_eq!(l.records_range(1, 3), (64 + 544, 64 + 2 * 544 + 226 + 32));
+        assert_eq!(l.file_len(), 64 + 2 * 544 + 226 + 32);
+    }
+}

@@ -1,0 +1,80 @@
+//! The object coordinator: writes an object's bytes as erasure-coded shards across storage
+//! nodes and reads them back, verifying every shard block. It does not touch metadata: the
+//! gateway commits the record that [`Coordinator::write`] returns, and hands records to
+//! [`Coordinator::read`].
+
+mod cluster;
+mod read;
+mod write;
+
+pub use cluster::ClusterView;
+pub use write::WriteOutcome;
+
+use std::sync::Arc;
+
+use crate::codec::Erasure;
+use crate::meta::ObjectData;
+use crate::rpc::{RpcClient, RpcError};
+use crate::shard::shard_path_and_query;
+use crate::types::VersionId;
+
+/// Timeout of one shard read request (to the response head and body).
+pub const SHARD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A shard writer that cannot take the next chunk within this time is dropped from the write.
+pub const SHARD_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time a node has, after the last chunk, to make its shard durable and answer.
+pub const SHARD_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Chunks queued per shard writer: bounds memory per PUT to about this many blocks.
+pub const SHARD_QUEUE_CHUNKS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    #[error("the cluster has {have} storage nodes, the erasure profile needs {need}")]
+    ClusterTooSmall { have: usize, need: usize },
+    #[error("only {ok} shards were written durably, {need} needed")]
+    WriteQuorum { ok: usize, need: usize },
+    #[error("request body failed: {0}")]
+    Body(String),
+    #[error("object too large: more than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("could not read enough shards of block {block}: {reason}")]
+    ReadUnavailable { block: u64, reason: String },
+    #[error("erasure: {0}")]
+    Erasure(#[from] crate::codec::ErasureError),
+    #[error("rpc: {0}")]
+    Rpc(#[from] RpcError),
+}
+
+/// Writes and reads object data across the storage nodes.
+#[derive(Clone)]
+pub struct Coordinator {
+    pub(crate) rpc: RpcClient,
+    pub(crate) cluster: Arc<ClusterView>,
+    pub(crate) erasure: Arc<Erasure>,
+}
+
+impl Coordinator {
+    pub fn new(rpc: RpcClient, cluster: ClusterView) -> Result<Self, CoordError> {
+        let erasure = Erasure::new(cluster.profile)?;
+        Ok(Coordinator { rpc, cluster: Arc::new(cluster), erasure: Arc::new(erasure) })
+    }
+
+    /// Deletes the shards of an object version that is no longer referenced. Best effort, in
+    /// the background: a shard left behind is garbage, never wrong data.
+    pub fn delete_shards_in_background(&self, version: VersionId, data: &ObjectData) {
+        let ObjectData::Sharded { shard_nodes, .. } = data else {
+            return;
+        };
+        let targets: Vec<_> = shard_nodes.iter().enumerate().filter_map(|(i, n)| n.map(|n| (i as u8, n))).collect();
+        let rpc = self.rpc.clone();
+        tokio::spawn(async move {
+            for (idx, node) in targets {
+                let path = shard_path_and_query(version, idx, None);
+                let body = crate::rpc::full_body(bytes::Bytes::new());
+                if let Err(e) = rpc.request(node, http::Method::DELETE, &path, body, SHARD_READ_TIMEOUT).await {
+                    tracing::warn!(%version, shard = idx, %node, error = %e, "could not delete shard; it stays as garbage");
+                }
+            }
+        });
+    }
+}

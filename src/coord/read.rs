@@ -1,0 +1,192 @@
+//! The GET data path: for the blocks a byte range needs, read shard records from k nodes (data
+//! shards first), verify each block's BLAKE3, and fall back to parity shards for blocks that
+//! are missing or corrupt. Windows of blocks are fetched with one window of read-ahead, so
+//! memory stays bounded whatever the object size.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::Method;
+
+use super::{CoordError, Coordinator, SHARD_READ_TIMEOUT};
+use crate::codec::shard_format::{block_hash, ShardLayout, HASH_LEN};
+use crate::meta::ObjectData;
+use crate::rpc::{full_body, read_body};
+use crate::shard::shard_path_and_query;
+use crate::types::{NodeId, VersionId, READ_WINDOW_BLOCKS};
+
+/// The blocks of one shard for one window: None where missing or corrupt.
+type ShardBlocks = Vec<Option<Bytes>>;
+
+impl Coordinator {
+    /// Streams bytes `start..end` of an object's data.
+    pub fn read(
+        &self,
+        version: VersionId,
+        data: &ObjectData,
+        size: u64,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = Result<Bytes, CoordError>> + Send + 'static {
+        let this = self.clone();
+        let data = data.clone();
+        let windows: Vec<(u64, u64)> = match &data {
+            ObjectData::Sharded { block_size, .. } if end > start => {
+                let bs = *block_size as u64;
+                let first = start / bs;
+                let last_excl = (end - 1) / bs + 1;
+                (first..last_excl)
+                    .step_by(READ_WINDOW_BLOCKS as usize)
+                    .map(|w| (w, (w + READ_WINDOW_BLOCKS).min(last_excl)))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let inline: Option<Bytes> = match &data {
+            ObjectData::Inline(bytes) => {
+                let s = (start as usize).min(bytes.len());
+                let e = (end as usize).min(bytes.len()).max(s);
+                Some(Bytes::copy_from_slice(&bytes[s..e]))
+            }
+            ObjectData::Sharded { .. } => None,
+        };
+        let sharded = futures::stream::iter(windows)
+            .map(move |(first, end_block)| {
+                let this = this.clone();
+                let data = data.clone();
+                async move { this.read_window(version, &data, size, first, end_block, start, end).await }
+            })
+            .buffered(2)
+            .flat_map(|r: Result<Vec<Bytes>, CoordError>| match r {
+                Ok(pieces) => futures::stream::iter(pieces.into_iter().map(Ok).collect::<Vec<_>>()),
+                Err(e) => futures::stream::iter(vec![Err(e)]),
+            });
+        futures::stream::iter(inline.into_iter().filter(|b| !b.is_empty()).map(Ok)).chain(sharded)
+    }
+
+    /// Reads blocks `first..end_block` and returns the pieces of bytes in `start..end`.
+    #[allow(clippy::too_many_arguments, reason = "one window of one read; a struct would only rename them")]
+    async fn read_window(
+        &self,
+        version: VersionId,
+        data: &ObjectData,
+        size: u64,
+        first: u64,
+        end_block: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Bytes>, CoordError> {
+        let ObjectData::Sharded { k, m, block_size, shard_nodes } = data else {
+            return Ok(Vec::new());
+        };
+        let k = *k as usize;
+        let n = k + *m as usize;
+        let layout = ShardLayout::new(k as u8, *block_size, size);
+        let n_blocks = (end_block - first) as usize;
+
+        // shards[i] = blocks of shard i in this window, once fetched.
+        let mut shards: Vec<Option<ShardBlocks>> = vec![None; n];
+        let mut candidates = shard_nodes.iter().enumerate().filter_map(|(i, node)| node.map(|node| (i, node)));
+        let mut batch: Vec<(usize, NodeId)> = candidates.by_ref().take(k).collect();
+        loop {
+            let fetched = futures::future::join_all(
+                batch.iter().map(|&(i, node)| self.fetch_shard_blocks(version, i, node, layout, first, end_block)),
+            )
+            .await;
+            for ((i, _), blocks) in batch.iter().zip(fetched) {
+                shards[*i] = Some(blocks);
+            }
+            // The fewest good shards any block of the window has.
+            let worst = (0..n_blocks)
+                .map(|b| shards.iter().flatten().filter(|s| s[b].is_some()).count())
+                .min()
+                .unwrap_or(k);
+            if worst >= k {
+                break;
+            }
+            batch = candidates.by_ref().take(k - worst).collect();
+            if batch.is_empty() {
+                let block = (0..n_blocks)
+                    .find(|&b| shards.iter().flatten().filter(|s| s[b].is_some()).count() < k)
+                    .unwrap_or(0) as u64
+                    + first;
+                return Err(CoordError::ReadUnavailable { block, reason: "not enough intact shards reachable".into() });
+            }
+        }
+
+        let mut pieces = Vec::new();
+        for b in 0..n_blocks {
+            let block_index = first + b as u64;
+            let block_len = layout.block_len(block_index) as usize;
+            let block_start = block_index * layout.block_size;
+            let want_start = start.max(block_start) - block_start;
+            let want_end = end.min(block_start + block_len as u64) - block_start;
+            let data_present = (0..k).all(|i| shards[i].as_ref().is_some_and(|s| s[b].is_some()));
+            if data_present {
+                // Fast path: the data shards are the block; hand out slices, no copy.
+                let shard_len = layout.shard_len(block_index);
+                for i in 0..k {
+                    let s_start = i as u64 * shard_len;
+                    let s_end = (s_start + shard_len).min(block_len as u64);
+                    let lo = want_start.max(s_start);
+                    let hi = want_end.min(s_end);
+                    if lo < hi {
+                        if let Some(Some(Some(shard))) = shards.get(i).map(|s| s.as_ref().map(|s| s[b].clone())) {
+                            pieces.push(shard.slice((lo - s_start) as usize..(hi - s_start) as usize));
+                        }
+                    }
+                }
+            } else {
+                let input: Vec<Option<Bytes>> = (0..n).map(|i| shards[i].as_ref().and_then(|s| s[b].clone())).collect();
+                let block = self.erasure.decode(input, block_len)?;
+                pieces.push(block.slice(want_start as usize..want_end as usize));
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// Fetches and verifies shard `i`'s records of blocks `first..end_block` from `node`.
+    /// Unreachable nodes and corrupt blocks come back as None (corruption is logged).
+    async fn fetch_shard_blocks(
+        &self,
+        version: VersionId,
+        i: usize,
+        node: NodeId,
+        layout: ShardLayout,
+        first: u64,
+        end_block: u64,
+    ) -> ShardBlocks {
+        let n_blocks = (end_block - first) as usize;
+        let (lo, hi) = layout.records_range(first, end_block);
+        let path = shard_path_and_query(version, i as u8, Some((lo, hi - lo)));
+        let fetched = async {
+            let resp = self.rpc.request(node, Method::GET, &path, full_body(Bytes::new()), SHARD_READ_TIMEOUT).await?;
+            read_body(resp.into_body(), (hi - lo) as usize + 1).await
+        };
+        let bytes = match tokio::time::timeout(SHARD_READ_TIMEOUT, fetched).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::warn!(%version, shard = i, %node, error = %e, "shard read failed; using other shards");
+                return vec![None; n_blocks];
+            }
+            Err(_) => {
+                tracing::warn!(%version, shard = i, %node, "shard read timed out; using other shards");
+                return vec![None; n_blocks];
+            }
+        };
+        let mut out = Vec::with_capacity(n_blocks);
+        for b in first..end_block {
+            let off = (layout.record_offset(b) - lo) as usize;
+            let len = layout.shard_len(b) as usize;
+            let record = bytes.get(off..off + len + HASH_LEN as usize);
+            let verified = record.and_then(|r| {
+                let (data, hash) = r.split_at(len);
+                (block_hash(data) == hash).then(|| bytes.slice(off..off + len))
+            });
+            if verified.is_none() {
+                tracing::warn!(%version, shard = i, %node, block = b, "corrupt or short shard block detected (BLAKE3 mismatch); reconstructing from other shards");
+            }
+            out.push(verified);
+        }
+        out
+    }
+}

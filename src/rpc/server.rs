@@ -1,0 +1,105 @@
+//! The RPC server: accepts HTTP/2 (and HTTP/1.1) connections, refuses requests that are not
+//! authenticated or speak another protocol version, and hands the rest to one handler.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use super::auth::ClusterSecret;
+use super::{HEADER_AUTH, HEADER_PROTOCOL, HEADER_TIMESTAMP, PROTOCOL_VERSION};
+
+pub type RpcResponse = Response<BoxBody<Bytes, std::io::Error>>;
+
+/// Serves authenticated RPC requests.
+#[async_trait::async_trait]
+pub trait RpcHandler: Send + Sync + 'static {
+    async fn handle(&self, req: Request<Incoming>) -> RpcResponse;
+}
+
+pub fn full_body(b: impl Into<Bytes>) -> BoxBody<Bytes, std::io::Error> {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn status_response(status: StatusCode, message: impl Into<String>) -> RpcResponse {
+    let mut resp = Response::new(full_body(message.into()));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn authenticate(secret: &ClusterSecret, req: &Request<Incoming>) -> Result<(), RpcResponse> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let version = header(HEADER_PROTOCOL).and_then(|v| v.parse::<u32>().ok());
+    if version != Some(PROTOCOL_VERSION) {
+        return Err(status_response(
+            StatusCode::UPGRADE_REQUIRED,
+            format!("protocol version {version:?} not spoken; this node speaks {PROTOCOL_VERSION}"),
+        ));
+    }
+    let ts = header(HEADER_TIMESTAMP).and_then(|v| v.parse::<u64>().ok());
+    let tag = header(HEADER_AUTH);
+    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    match (ts, tag) {
+        (Some(ts), Some(tag)) if secret.verify(req.method().as_str(), path, ts, tag) => Ok(()),
+        _ => Err(status_response(StatusCode::UNAUTHORIZED, "not authenticated")),
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves.
+pub async fn serve<H: RpcHandler>(
+    listener: TcpListener,
+    secret: ClusterSecret,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let secret = Arc::new(secret);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "rpc accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let secret = secret.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let secret = secret.clone();
+                let handler = handler.clone();
+                async move {
+                    let resp = match authenticate(&secret, &req) {
+                        Ok(()) => handler.handle(req).await,
+                        Err(refusal) => {
+                            warn!(%peer, path = %req.uri().path(), "rpc request refused");
+                            refusal
+                        }
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http2()
+                .initial_stream_window_size(4 * 1024 * 1024)
+                .initial_connection_window_size(16 * 1024 * 1024)
+                .max_frame_size(1024 * 1024);
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                debug!(%peer, error = %e, "rpc connection ended");
+            }
+        });
+    }
+}

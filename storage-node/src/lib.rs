@@ -1,0 +1,109 @@
+//! A storage node: the shard store and this node's metadata Raft replica, served on the
+//! internal RPC. Only wiring lives here; the parts are in the core crate.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use baobab::meta::{MetaConfig, MetaNode};
+use baobab::rpc::{read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcResponse, MAX_MESSAGE_BYTES};
+use baobab::shard::{ShardRpc, ShardStore};
+use baobab::types::NodeId;
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+/// What a storage node needs to start.
+pub struct StorageNodeConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    /// Every storage node's RPC address, this one included.
+    pub members: BTreeMap<NodeId, String>,
+}
+
+/// What `/v1/node/status` answers.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    /// The metadata leader this node knows of.
+    pub leader: Option<u64>,
+}
+
+struct Handler {
+    node_id: NodeId,
+    shards: ShardRpc,
+    meta: OnceLock<Arc<MetaNode>>,
+}
+
+#[async_trait::async_trait]
+impl RpcHandler for Handler {
+    async fn handle(&self, req: Request<Incoming>) -> RpcResponse {
+        let path = req.uri().path().to_string();
+        if path.starts_with("/v1/shard/") {
+            return self.shards.handle(req).await;
+        }
+        if path == "/v1/node/status" {
+            let leader = self.meta.get().and_then(|m| m.current_leader());
+            let status = NodeStatus { node_id: self.node_id.0, leader };
+            return match baobab::rpc::encode(&status) {
+                Ok(b) => http::Response::new(baobab::rpc::full_body(b)),
+                Err(e) => status_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            };
+        }
+        if path.starts_with("/v1/raft/") || path.starts_with("/v1/meta/") {
+            let Some(meta) = self.meta.get() else {
+                return status_response(StatusCode::SERVICE_UNAVAILABLE, "metadata replica starting");
+            };
+            let body = match read_body(req.into_body(), MAX_MESSAGE_BYTES).await {
+                Ok(b) => b,
+                Err(e) => return status_response(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            return match meta.handle_rpc(&path, body).await {
+                Ok(reply) => {
+                    let mut resp = http::Response::new(baobab::rpc::full_body(reply));
+                    *resp.status_mut() = StatusCode::OK;
+                    resp
+                }
+                Err(e) => status_response(e.status(), e.to_string()),
+            };
+        }
+        status_response(StatusCode::NOT_FOUND, "no such rpc path")
+    }
+}
+
+/// A running storage node.
+pub struct StorageNode {
+    pub meta: Arc<MetaNode>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl StorageNode {
+    /// Opens the stores, starts serving RPC on `listener`, and joins the metadata group.
+    pub async fn start(
+        cfg: StorageNodeConfig,
+        listener: TcpListener,
+        secret: ClusterSecret,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<StorageNode> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let store = ShardStore::open(&cfg.data_dir)?;
+        let handler = Arc::new(Handler { node_id: cfg.node_id, shards: ShardRpc { store }, meta: OnceLock::new() });
+        let server = tokio::spawn(serve(listener, secret.clone(), handler.clone(), shutdown));
+        let rpc = RpcClient::new(secret, cfg.members.iter().map(|(id, addr)| (*id, addr.clone())).collect());
+        let meta = MetaNode::open(
+            MetaConfig { node_id: cfg.node_id, dir: cfg.data_dir.join("meta"), members: cfg.members.clone() },
+            rpc,
+        )
+        .await?;
+        let _ = handler.meta.set(meta.clone());
+        tracing::info!(node = %cfg.node_id, "storage node started");
+        Ok(StorageNode { meta, server })
+    }
+
+    /// Stops serving and shuts the Raft replica down.
+    pub async fn stop(self) {
+        self.meta.shutdown().await;
+        self.server.abort();
+    }
+}
