@@ -17,14 +17,19 @@ use crate::config::{Config, Role};
 /// Logs go to stderr, or to `log_file` when set. `RUST_LOG` overrides the default `info`.
 pub fn init_logging(log_file: Option<&Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,hyper=warn"));
+        // openraft logs every unreachable peer at ERROR; a node being down is expected here and
+        // our own code logs what matters (leader changes, degraded writes).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off,h2=warn,hyper=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     match log_file {
         Some(path) => {
             let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
             builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            use std::io::IsTerminal;
+            builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init()
+        }
     }
     Ok(())
 }

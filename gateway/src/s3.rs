@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baobab::coord::Coordinator;
 use baobab::meta::{
-    Checksums, Command, CommandResult, ListObjectsPage, ListObjectsQuery, MetaClient, ObjectData, ObjectRecord, Query,
+    Checksums, Command, CommandResult, ListObjectsPage, ListObjectsQuery, MetaClient, ObjectRecord, Query,
     QueryResult,
 };
 use baobab::types::{BucketId, VersionId, MAX_KEYS_PER_PAGE, MAX_KEY_LEN_BYTES};
@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use md5::Digest;
 use s3s::dto::*;
-use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
 use crate::checksum::RequestedChecksums;
 use crate::error::{from_coord, from_meta, no_such_bucket, no_such_key, unexpected};
@@ -234,7 +234,8 @@ impl S3 for Gateway {
         let requested = RequestedChecksums::from_request(&req)?;
         let trailing = req.trailing_headers.clone();
         let input = req.input;
-        let Some(body) = input.body else {
+        let mut input = input;
+        let Some(body) = input.body.take() else {
             return Err(s3_error!(IncompleteBody));
         };
         if let Some(len) = input.content_length {

@@ -106,7 +106,7 @@ impl Coordinator {
             let (mut tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(SHARD_QUEUE_CHUNKS);
             let header = ShardHeader { profile, shard_index: i as u8, block_size: self.cluster.block_size, version };
             let _ = tx.try_send(Ok(header.encode()));
-            let body = StreamBody::new(rx.map(|r| r.map(Frame::data))).boxed();
+            let body = BodyExt::boxed(StreamBody::new(rx.map(|r| r.map(Frame::data))));
             let rpc = self.rpc.clone();
             let path = shard_path_and_query(version, i as u8, None);
             let response = tokio::spawn(async move {

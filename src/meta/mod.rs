@@ -4,7 +4,20 @@
 //! One Raft group for now, on all storage nodes. The seam for the partitioned ring: everything
 //! above this module speaks [`model::Command`] / [`model::Query`] through [`MetaClient`], which
 //! will later route by (bucket, index shard) to a partition's group.
+//!
+//! Map: [`model`] (records, commands, queries) → [`state`] (pure apply and listing) →
+//! [`store`] (RocksDB, openraft storage traits) and [`raft`] (types, config, network over our
+//! RPC) → [`node`] (a group member serving RPCs) / [`client`] (leader-following client).
 
+mod client;
+mod error;
 pub mod model;
+mod node;
+pub mod raft;
+pub mod state;
+mod store;
 
+pub use client::MetaClient;
+pub use error::{MetaError, MetaRpcError};
 pub use model::*;
+pub use node::{MetaConfig, MetaNode, ReadReply, WriteReply, PATH_META_READ, PATH_META_WRITE};

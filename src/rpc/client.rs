@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::{combinators::BoxBody, BodyExt};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -34,6 +34,8 @@ impl RpcClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let client = Client::builder(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .http2_only(true)
             .http2_initial_stream_window_size(4 * 1024 * 1024)
             .http2_initial_connection_window_size(16 * 1024 * 1024)
@@ -132,7 +134,3 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, RpcError> 
         .map_err(|e| RpcError::Body(e.to_string()))
 }
 
-/// Whether a status means "the node is alive but answered no".
-pub fn is_client_error(status: StatusCode) -> bool {
-    status.is_client_error()
-}

@@ -94,6 +94,7 @@ pub async fn serve<H: RpcHandler>(
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
                 .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .initial_stream_window_size(4 * 1024 * 1024)
                 .initial_connection_window_size(16 * 1024 * 1024)
                 .max_frame_size(1024 * 1024);

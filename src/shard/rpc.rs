@@ -1,7 +1,6 @@
 //! The shard store's RPC surface: `PUT|GET|DELETE /v1/shard/<version hex>/<shard index>`,
 //! GET taking `?offset=&len=`. Only routing and status mapping live here.
 
-use bytes::Bytes;
 use futures::TryStreamExt;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;

@@ -44,7 +44,7 @@ impl RpcHandler for Handler {
             return self.shards.handle(req).await;
         }
         if path == "/v1/node/status" {
-            let leader = self.meta.get().and_then(|m| m.current_leader());
+            let leader = self.meta.get().and_then(|m| m.current_leader()).map(|n| n.0);
             let status = NodeStatus { node_id: self.node_id.0, leader };
             return match baobab::rpc::encode(&status) {
                 Ok(b) => http::Response::new(baobab::rpc::full_body(b)),
@@ -65,7 +65,7 @@ impl RpcHandler for Handler {
                     *resp.status_mut() = StatusCode::OK;
                     resp
                 }
-                Err(e) => status_response(e.status(), e.to_string()),
+                Err(e) => status_response(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
             };
         }
         status_response(StatusCode::NOT_FOUND, "no such rpc path")

@@ -1,0 +1,437 @@
+//! A metadata group member: opens the node's RocksDB, runs its Raft, and serves the Raft and
+//! metadata RPCs (`/v1/raft/*`, `/v1/meta/write`, `/v1/meta/read`). Reads are answered only by the
+//! leader, after `ensure_linearizable`. Does not listen itself: the node's RPC server routes
+//! these paths to [`MetaNode::handle_rpc`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Snapshot};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::error::{MetaError, MetaRpcError};
+use super::model::{Command, CommandResult, Query, QueryResult};
+use super::raft::{
+    raft_config, AppendReply, NetworkFactory, Raft, RaftNodeId, SnapshotReply, SnapshotRequest,
+    VoteReply, PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE,
+};
+use super::store::{LogStore, MetaDb, StateMachineStore};
+use crate::rpc::{decode, encode, RpcClient};
+use crate::types::NodeId;
+
+pub const PATH_META_WRITE: &str = "/v1/meta/write";
+pub const PATH_META_READ: &str = "/v1/meta/read";
+
+/// Where and as whom a metadata node runs.
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    pub node_id: NodeId,
+    /// The node's metadata RocksDB directory.
+    pub dir: PathBuf,
+    /// Every member of the group and its RPC address ("host:port"), this node included.
+    pub members: BTreeMap<NodeId, String>,
+}
+
+/// Reply to `/v1/meta/write`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a reply is encoded at once, never stored"
+)]
+pub enum WriteReply {
+    Ok(CommandResult),
+    /// This node is not the leader; `leader` is its best guess (raw node id).
+    NotLeader {
+        leader: Option<u64>,
+    },
+    /// The write was not applied here (e.g. quorum lost, shutting down); it may be retried.
+    Failed(String),
+}
+
+/// Reply to `/v1/meta/read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a reply is encoded at once, never stored"
+)]
+pub enum ReadReply {
+    Ok(QueryResult),
+    NotLeader { leader: Option<u64> },
+    Failed(String),
+}
+
+pub struct MetaNode {
+    id: NodeId,
+    raft: Raft,
+    db: Arc<MetaDb>,
+}
+
+impl MetaNode {
+    /// Opens the database, starts Raft, and on a fresh store initializes the group with all
+    /// `members` (every member may do so with the same membership).
+    pub async fn open(cfg: MetaConfig, rpc: RpcClient) -> Result<Arc<MetaNode>, MetaError> {
+        if !cfg.members.contains_key(&cfg.node_id) {
+            return Err(MetaError::Raft(format!(
+                "node {} is not among the members {:?}",
+                cfg.node_id, cfg.members
+            )));
+        }
+        for (id, addr) in &cfg.members {
+            rpc.set_addr(*id, addr.clone());
+        }
+        let db = MetaDb::open(&cfg.dir)?;
+        let fresh = db.is_fresh()?;
+        let config = Arc::new(
+            raft_config()
+                .validate()
+                .map_err(|e| MetaError::Raft(e.to_string()))?,
+        );
+        let raft = Raft::new(
+            cfg.node_id.0,
+            config,
+            NetworkFactory { rpc },
+            LogStore::new(db.clone()),
+            StateMachineStore::new(db.clone()),
+        )
+        .await
+        .map_err(|e| MetaError::Raft(e.to_string()))?;
+        info!(node = %cfg.node_id, fresh, dir = %cfg.dir.display(), "metadata raft started");
+        if fresh {
+            let members: BTreeMap<RaftNodeId, BasicNode> = cfg
+                .members
+                .iter()
+                .map(|(id, addr)| (id.0, BasicNode::new(addr)))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => info!(node = %cfg.node_id, "metadata group initialized"),
+                Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                    info!(node = %cfg.node_id, reason = %e, "metadata group already initialized")
+                }
+                Err(e) => return Err(MetaError::Raft(e.to_string())),
+            }
+        }
+        spawn_leader_logger(cfg.node_id, &raft);
+        Ok(Arc::new(MetaNode {
+            id: cfg.node_id,
+            raft,
+            db,
+        }))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Serves one Raft or metadata RPC.
+    pub async fn handle_rpc(&self, path: &str, body: Bytes) -> Result<Bytes, MetaRpcError> {
+        fn bad(e: impl std::fmt::Display) -> MetaRpcError {
+            MetaRpcError::bad_request(e.to_string())
+        }
+        let reply = match path {
+            PATH_APPEND => {
+                let reply: AppendReply =
+                    self.raft.append_entries(decode(&body).map_err(bad)?).await;
+                encode(&reply)
+            }
+            PATH_VOTE => {
+                let reply: VoteReply = self.raft.vote(decode(&body).map_err(bad)?).await;
+                encode(&reply)
+            }
+            PATH_SNAPSHOT => {
+                let req: SnapshotRequest = decode(&body).map_err(bad)?;
+                let snapshot = Snapshot {
+                    meta: req.meta,
+                    snapshot: Box::new(std::io::Cursor::new(req.data)),
+                };
+                let reply: SnapshotReply =
+                    self.raft.install_full_snapshot(req.vote, snapshot).await;
+                encode(&reply)
+            }
+            PATH_META_WRITE => encode(&self.write(decode(&body).map_err(bad)?).await),
+            PATH_META_READ => encode(&self.read(&decode(&body).map_err(bad)?).await),
+            _ => {
+                return Err(MetaRpcError::not_found(format!(
+                    "no metadata rpc at {path}"
+                )))
+            }
+        };
+        reply.map_err(|e| MetaRpcError::internal(e.to_string()))
+    }
+
+    /// Replicates and applies one command if this node leads.
+    pub async fn write(&self, cmd: Command) -> WriteReply {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => WriteReply::Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                WriteReply::NotLeader {
+                    leader: f.leader_id,
+                }
+            }
+            Err(e) => WriteReply::Failed(e.to_string()),
+        }
+    }
+
+    /// Answers a query linearizably if this node leads.
+    pub async fn read(&self, q: &Query) -> ReadReply {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => {}
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                return ReadReply::NotLeader {
+                    leader: f.leader_id,
+                }
+            }
+            Err(e) => return ReadReply::Failed(e.to_string()),
+        }
+        match self.db.query(q) {
+            Ok(r) => ReadReply::Ok(r),
+            Err(e) => {
+                warn!(node = %self.id, error = %e, "metadata read failed");
+                ReadReply::Failed(e.to_string())
+            }
+        }
+    }
+
+    /// Leader, term and last applied index, for logs.
+    pub fn metrics_summary(&self) -> String {
+        let m = self.raft.metrics().borrow().clone();
+        format!(
+            "node={} state={:?} term={} leader={:?} last_applied={:?}",
+            self.id,
+            m.state,
+            m.current_term,
+            m.current_leader,
+            m.last_applied.map(|l| l.index)
+        )
+    }
+
+    /// The leader this node knows of, if any.
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader.map(NodeId)
+    }
+
+    /// Stops Raft; later RPCs are answered with errors.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(node = %self.id, error = %e, "metadata raft shutdown failed");
+        }
+        info!(node = %self.id, "metadata raft stopped");
+    }
+}
+
+/// Logs leader changes until Raft stops (its metrics channel then closes).
+fn spawn_leader_logger(node: NodeId, raft: &Raft) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        let mut leader = None;
+        loop {
+            let (current, term) = {
+                let m = metrics.borrow_and_update();
+                (m.current_leader, m.current_term)
+            };
+            if current != leader {
+                info!(%node, leader = ?current, term, "raft leader changed");
+                leader = current;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use http::{Request, Response, StatusCode};
+    use hyper::body::Incoming;
+
+    use super::*;
+    use crate::meta::model::{Checksums, ListObjectsQuery, ObjectData, ObjectRecord};
+    use crate::meta::MetaClient;
+    use crate::rpc::{
+        full_body, read_body, serve, status_response, ClusterSecret, RpcHandler, RpcResponse,
+        MAX_MESSAGE_BYTES,
+    };
+    use crate::types::{BucketId, VersionId};
+
+    struct Handler(Arc<MetaNode>);
+
+    #[async_trait::async_trait]
+    impl RpcHandler for Handler {
+        async fn handle(&self, req: Request<Incoming>) -> RpcResponse {
+            let path = req.uri().path().to_string();
+            let body = match read_body(req.into_body(), MAX_MESSAGE_BYTES).await {
+                Ok(b) => b,
+                Err(e) => return status_response(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            match self.0.handle_rpc(&path, body).await {
+                Ok(b) => Response::new(full_body(b)),
+                Err(e) => status_response(
+                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    e.message,
+                ),
+            }
+        }
+    }
+
+    fn object(n: u64) -> ObjectRecord {
+        ObjectRecord {
+            version: VersionId(n as u128),
+            size: n,
+            etag: format!("{n:032x}"),
+            last_modified_ms: 1,
+            content_type: None,
+            content_encoding: None,
+            content_disposition: None,
+            content_language: None,
+            cache_control: None,
+            expires_ms: None,
+            user_meta: BTreeMap::new(),
+            checksums: Checksums::default(),
+            data: ObjectData::Inline(vec![7; n as usize]),
+        }
+    }
+
+    async fn list_all(client: &MetaClient) -> Vec<String> {
+        let q = ListObjectsQuery {
+            bucket: "photos".into(),
+            prefix: String::new(),
+            delimiter: None,
+            start_after: None,
+            max_keys: 1000,
+        };
+        match client.read(Query::ListObjects(q)).await.expect("list") {
+            QueryResult::Objects(p) => p.objects.into_iter().map(|o| o.key).collect(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_survive_losing_the_leader() {
+        let secret = ClusterSecret::new("meta-test-secret");
+        let mut listeners = Vec::new();
+        let mut addrs = HashMap::new();
+        for i in 1..=3u64 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addrs.insert(NodeId(i), l.local_addr().expect("addr").to_string());
+            listeners.push((NodeId(i), l));
+        }
+        let members: BTreeMap<NodeId, String> =
+            addrs.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let dirs: Vec<_> = (0..3)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut stops = Vec::new();
+        for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
+            let cfg = MetaConfig {
+                node_id: id,
+                dir: dir.path().to_path_buf(),
+                members: members.clone(),
+            };
+            let node = MetaNode::open(cfg, RpcClient::new(secret.clone(), addrs.clone()))
+                .await
+                .expect("open");
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(serve(
+                listener,
+                secret.clone(),
+                Arc::new(Handler(node.clone())),
+                async move {
+                    let _ = stop_rx.await;
+                },
+            ));
+            nodes.push(node);
+            stops.push(Some(stop_tx));
+        }
+        let client = MetaClient::new(
+            RpcClient::new(secret.clone(), addrs.clone()),
+            members.keys().copied().collect(),
+        );
+
+        let create = Command::CreateBucket {
+            name: "photos".into(),
+            id: BucketId(42),
+            owner: "alice".into(),
+            created_ms: 1,
+        };
+        assert_eq!(
+            client.write(create.clone()).await.expect("create"),
+            CommandResult::BucketCreated
+        );
+        assert_eq!(
+            client.write(create).await.expect("create again"),
+            CommandResult::BucketAlreadyOwnedByYou
+        );
+
+        // Concurrent writes (openraft batches them into shared appends).
+        let puts = (0..20u64).map(|i| {
+            let client = client.clone();
+            async move {
+                let cmd = Command::PutObject {
+                    bucket: "photos".into(),
+                    key: format!("img/{i:02}"),
+                    record: object(i),
+                };
+                client.write(cmd).await
+            }
+        });
+        for r in futures::future::join_all(puts).await {
+            assert_eq!(r.expect("put"), CommandResult::ObjectPut { replaced: None });
+        }
+        assert_eq!(list_all(&client).await.len(), 20);
+
+        let leader = client.cached_leader().expect("a leader answered");
+        let leader_pos = nodes
+            .iter()
+            .position(|n| n.id() == leader)
+            .expect("leader is a member");
+        nodes[leader_pos].shutdown().await;
+        if let Some(stop) = stops[leader_pos].take() {
+            let _ = stop.send(());
+        }
+
+        let started = std::time::Instant::now();
+        let cmd = Command::PutObject {
+            bucket: "photos".into(),
+            key: "after-failover".into(),
+            record: object(3),
+        };
+        assert_eq!(
+            client.write(cmd).await.expect("write after failover"),
+            CommandResult::ObjectPut { replaced: None }
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "failover took {:?}",
+            started.elapsed()
+        );
+        let new_leader = client.cached_leader().expect("new leader");
+        assert_ne!(new_leader, leader);
+
+        let keys = list_all(&client).await;
+        assert_eq!(keys.len(), 21);
+        assert_eq!(keys.last().map(String::as_str), Some("img/19"));
+        let got = client
+            .read(Query::GetObject {
+                bucket: "photos".into(),
+                key: "img/05".into(),
+            })
+            .await
+            .expect("get");
+        assert_eq!(got, QueryResult::Object(Some(object(5))));
+        for (i, n) in nodes.iter().enumerate() {
+            if i != leader_pos {
+                n.shutdown().await;
+            }
+        }
+    }
+}
