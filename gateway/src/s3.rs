@@ -184,7 +184,7 @@ impl S3 for Gateway {
         match self.write(cmd).await? {
             CommandResult::BucketCreated => {
                 tracing::info!(bucket = %name, "bucket created");
-                Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")), ..Default::default() }))
+                Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
             }
             CommandResult::BucketAlreadyOwnedByYou => Err(s3_error!(
                 BucketAlreadyOwnedByYou,

@@ -34,21 +34,21 @@ pub fn status_response(status: StatusCode, message: impl Into<String>) -> RpcRes
     resp
 }
 
-fn authenticate(secret: &ClusterSecret, req: &Request<Incoming>) -> Result<(), RpcResponse> {
+fn authenticate(secret: &ClusterSecret, req: &Request<Incoming>) -> Result<(), Box<RpcResponse>> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let version = header(HEADER_PROTOCOL).and_then(|v| v.parse::<u32>().ok());
     if version != Some(PROTOCOL_VERSION) {
-        return Err(status_response(
+        return Err(Box::new(status_response(
             StatusCode::UPGRADE_REQUIRED,
             format!("protocol version {version:?} not spoken; this node speaks {PROTOCOL_VERSION}"),
-        ));
+        )));
     }
     let ts = header(HEADER_TIMESTAMP).and_then(|v| v.parse::<u64>().ok());
     let tag = header(HEADER_AUTH);
     let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     match (ts, tag) {
         (Some(ts), Some(tag)) if secret.verify(req.method().as_str(), path, ts, tag) => Ok(()),
-        _ => Err(status_response(StatusCode::UNAUTHORIZED, "not authenticated")),
+        _ => Err(Box::new(status_response(StatusCode::UNAUTHORIZED, "not authenticated"))),
     }
 }
 
@@ -85,7 +85,7 @@ pub async fn serve<H: RpcHandler>(
                         Ok(()) => handler.handle(req).await,
                         Err(refusal) => {
                             warn!(%peer, path = %req.uri().path(), "rpc request refused");
-                            refusal
+                            *refusal
                         }
                     };
                     Ok::<_, std::convert::Infallible>(resp)
