@@ -87,7 +87,7 @@ pub async fn run(data_dir: &Path, s3_port: u16) -> anyhow::Result<()> {
     };
     let coord = Coordinator::new(rpc, view)?;
     let t = token.clone();
-    let gw_cfg = GatewayConfig { region: REGION.to_string(), root_domain: None };
+    let gw_cfg = GatewayConfig { region: REGION.to_string(), root_domain: Some("localhost".to_string()) };
     let gateway = tokio::spawn(serve_s3(s3_listener, gw_cfg, meta.clone(), coord, async move { t.cancelled().await }));
 
     let env_path = data_dir.join("dev.env");

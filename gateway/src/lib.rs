@@ -5,6 +5,7 @@
 mod auth;
 mod checksum;
 mod error;
+mod host;
 mod s3;
 mod server;
 

@@ -36,7 +36,7 @@ pub async fn serve_s3(
         b.set_auth(KeyStore::new(meta));
         b.set_access(SignedOnly);
         if let Some(domain) = &cfg.root_domain {
-            b.set_host(s3s::host::SingleDomain::new(domain)?);
+            b.set_host(crate::host::RootDomain::new(domain));
         }
         b.build()
     };

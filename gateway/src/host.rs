@@ -1,0 +1,57 @@
+//! Which addressing style a request uses: `bucket.<root domain>` is virtual-hosted style; any
+//! other host (an IP, `localhost`, the root domain itself) is path style. s3s's `SingleDomain`
+//! would read an IP host as a bucket name, which breaks path-style requests to `127.0.0.1`.
+
+use s3s::host::{S3Host, VirtualHost};
+use s3s::S3Result;
+
+pub struct RootDomain {
+    domain: String,
+}
+
+impl RootDomain {
+    pub fn new(domain: &str) -> Self {
+        RootDomain { domain: domain.trim_matches('.').to_ascii_lowercase() }
+    }
+}
+
+/// The bucket named by a Host header under `domain`, if any.
+fn bucket_of<'h>(domain: &str, host: &'h str) -> Option<&'h str> {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let bucket = name.strip_suffix(domain)?.strip_suffix('.')?;
+    (!bucket.is_empty()).then_some(bucket)
+}
+
+impl S3Host for RootDomain {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let lower = host.to_ascii_lowercase();
+        Ok(match bucket_of(&self.domain, &lower) {
+            Some(bucket) => VirtualHost::new(self.domain.as_str()).with_bucket(bucket.to_string()),
+            None => VirtualHost::new(self.domain.as_str()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check() {
+        let cases = [
+            ("photos.localhost:3900", Some("photos")),
+            ("photos.localhost", Some("photos")),
+            ("a.b.localhost", Some("a.b")),
+            ("localhost:3900", None),
+            ("127.0.0.1:3900", None),
+            ("otherlocalhost", None),
+            (".localhost", None),
+        ];
+        for (host, want) in cases {
+            assert_eq!(bucket_of("localhost", host), want, "{host}");
+        }
+    }
+}
