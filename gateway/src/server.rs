@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::auth::{KeyStore, SignedOnly};
 use crate::s3::Gateway;
@@ -56,7 +57,23 @@ pub async fn serve_s3(
             },
         };
         let _ = socket.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(socket), service.clone());
+        let service = service.clone();
+        let traced = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let service = service.clone();
+            let request_id = format!("{:016X}", rand::random::<u64>());
+            let span = tracing::info_span!("s3", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+            async move {
+                let started = std::time::Instant::now();
+                let mut resp = hyper::service::Service::call(&service, req).await?;
+                if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+                    resp.headers_mut().insert("x-amz-request-id", v);
+                }
+                tracing::debug!(status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "s3 request");
+                Ok::<_, s3s::HttpError>(resp)
+            }
+            .instrument(span)
+        });
+        let conn = http.serve_connection(TokioIo::new(socket), traced);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             let _ = conn.await;
