@@ -13,8 +13,8 @@
 //!   leaves the state machine at some earlier entry boundary with a matching `last_applied`, never
 //!   half an entry; openraft re-applies the rest from the (synced) log on restart. The next synced
 //!   log write also makes every earlier apply durable.
-//! - `purge` records the last purged id and deletes the entries in one batch: a crash leaves both
-//!   or neither.
+//! - `purge` records the last purged id and deletes the entries in one synced batch: a crash
+//!   leaves both or neither, and every apply before it is durable first.
 //! - `install_snapshot` clears `sm_data` and writes the snapshot's data and meta in one batch.
 //! - Snapshots are not stored: [`StateMachineStore::get_current_snapshot`] builds one from a
 //!   RocksDB snapshot of the current state, so there is nothing to clean up after a crash. The
@@ -350,7 +350,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             log_key(0),
             log_key(log_id.index.saturating_add(1)),
         );
-        self.db.write(batch, false).map_err(write_err)
+        // Synced: the WAL is shared by all column families, so syncing here also makes every
+        // earlier (unsynced) apply durable before the log entries it came from disappear. Without
+        // it, a flushed raft_log memtable could outlive lost applies across a crash.
+        self.db.write(batch, true).map_err(write_err)
     }
 }
 
