@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# A local cluster of separate `baobab server` processes: storage nodes 1-3 in sites
+# site-a/b/c (erasure 2+1) and one gateway, each with its own config file.
+#
+#   local-cluster.sh start DIR [--s3-port P]   start (or restart) all; writes DIR/cluster.env
+#   local-cluster.sh stop DIR                  SIGTERM all (SIGKILL after 10 s)
+#   local-cluster.sh status DIR                which processes run, and `baobab status`
+#   local-cluster.sh kill DIR N                SIGKILL storage node N
+#   local-cluster.sh restart DIR N             start storage node N again
+#
+# S3 listens on 127.0.0.1:P (default 3900), storage node N's RPC on P+N. The binary is
+# $BAOBAB_BIN, else $CARGO_TARGET_DIR/release/baobab (default target ~/.cache/baobab-target),
+# else `baobab` on PATH. Only PIDs recorded under DIR are ever signalled.
+set -euo pipefail
+
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+find_bin() {
+    if [ -n "${BAOBAB_BIN:-}" ]; then echo "$BAOBAB_BIN"; return; fi
+    local t="${CARGO_TARGET_DIR:-$HOME/.cache/baobab-target}/release/baobab"
+    if [ -x "$t" ]; then echo "$t"; return; fi
+    command -v baobab || { echo "baobab binary not found (set BAOBAB_BIN)" >&2; exit 1; }
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+write_config() { # DIR NAME ROLE NODE_ID PORT
+    local dir=$1 name=$2 role=$3 id=$4 port=$5
+    {
+        echo "roles = [\"$role\"]"
+        [ "$role" = storage ] && echo "node_id = $id"
+        echo "data_dir = \"$dir/$name\""
+        [ "$role" = storage ] && echo "rpc_listen = \"127.0.0.1:$((port + id))\""
+        echo "cluster_secret_file = \"$dir/cluster.secret\""
+        echo "log_file = \"$dir/$name.log\""
+        if [ "$role" = gateway ]; then
+            printf '[s3]\nlisten = "127.0.0.1:%s"\nregion = "us-east-1"\nroot_domain = "localhost"\n' "$port"
+        fi
+        printf '[erasure]\nk = 2\nm = 1\n'
+        local sites=(site-a site-b site-c)
+        for n in 1 2 3; do
+            printf '[[nodes]]\nid = %s\nsite = "%s"\nrpc_addr = "127.0.0.1:%s"\n' "$n" "${sites[$((n - 1))]}" "$((port + n))"
+        done
+    } > "$dir/$name.toml"
+}
+
+start_one() { # DIR NAME
+    local dir=$1 name=$2
+    if pid_alive "$dir/$name.pid"; then return; fi
+    mkdir -p "$dir/$name"
+    nohup "$BIN" server --config "$dir/$name.toml" >> "$dir/$name.log" 2>&1 < /dev/null &
+    echo $! > "$dir/$name.pid"
+}
+
+wait_port() { # PORT
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1 after 20 s" >&2
+    return 1
+}
+
+stop_pid_file() { # PIDFILE
+    local f=$1
+    pid_alive "$f" || { rm -f "$f"; return 0; }
+    local pid; pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$f"; return 0; }
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$f"
+}
+
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || usage
+shift 2
+
+case "$cmd" in
+start)
+    port=3900
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --s3-port) port=$2; shift 2 ;;
+            *) usage ;;
+        esac
+    done
+    BIN=$(find_bin)
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if [ ! -f "$dir/cluster.secret" ]; then
+        (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/cluster.secret")
+    fi
+    if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else echo "$port" > "$dir/port"; fi
+    for n in 1 2 3; do [ -f "$dir/node$n.toml" ] || write_config "$dir" "node$n" storage "$n" "$port"; done
+    [ -f "$dir/gateway.toml" ] || write_config "$dir" gateway gateway 0 "$port"
+    for n in 1 2 3; do start_one "$dir" "node$n"; done
+    start_one "$dir" gateway
+    wait_port "$port"
+    if [ -f "$dir/cluster.env" ]; then
+        key_id=$(sed -n 's/^export AWS_ACCESS_KEY_ID=//p' "$dir/cluster.env")
+        secret=$(sed -n 's/^export AWS_SECRET_ACCESS_KEY=//p' "$dir/cluster.env")
+    else
+        key_id="BK$(head -c 4096 /dev/urandom | tr -dc 'A-Z2-7' | head -c 18)"
+        secret=$(head -c 4096 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 40)
+    fi
+    "$BIN" key create --config "$dir/gateway.toml" --name local-cluster --key-id "$key_id" --secret "$secret" > /dev/null
+    cat > "$dir/cluster.env.tmp" <<ENV
+export AWS_ACCESS_KEY_ID=$key_id
+export AWS_SECRET_ACCESS_KEY=$secret
+export AWS_ENDPOINT_URL=http://127.0.0.1:$port
+export AWS_REGION=us-east-1
+ENV
+    mv "$dir/cluster.env.tmp" "$dir/cluster.env"
+    echo "cluster running; credentials: source $dir/cluster.env"
+    ;;
+stop)
+    stop_pid_file "$dir/gateway.pid"
+    for n in 1 2 3; do stop_pid_file "$dir/node$n.pid"; done
+    ;;
+status)
+    for name in node1 node2 node3 gateway; do
+        if pid_alive "$dir/$name.pid"; then echo "$name: up (pid $(cat "$dir/$name.pid"))"; else echo "$name: down"; fi
+    done
+    BIN=$(find_bin)
+    "$BIN" status --config "$dir/gateway.toml" || true
+    ;;
+kill)
+    n=${1:?node number}
+    if pid_alive "$dir/node$n.pid"; then kill -KILL "$(cat "$dir/node$n.pid")"; fi
+    rm -f "$dir/node$n.pid"
+    ;;
+restart)
+    n=${1:?node number}
+    BIN=$(find_bin)
+    start_one "$dir" "node$n"
+    ;;
+*) usage ;;
+esac
