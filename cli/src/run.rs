@@ -17,9 +17,10 @@ use crate::config::{Config, Role};
 /// Logs go to stderr, or to `log_file` when set. `RUST_LOG` overrides the default `info`.
 pub fn init_logging(log_file: Option<&Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // openraft logs every unreachable peer at ERROR; a node being down is expected here and
-        // our own code logs what matters (leader changes, degraded writes).
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off,h2=warn,hyper=warn"));
+        // openraft logs every unreachable peer at ERROR, and s3s every rejected client request
+        // (bad signature, bad bucket name) at ERROR: both are expected events, not failures of
+        // ours. Our code logs what matters (leader changes, degraded writes, data path errors).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off,s3s::ops=off,h2=warn,hyper=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     match log_file {
         Some(path) => {

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use baobab::coord::Coordinator;
 use baobab::meta::MetaClient;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::rt::TokioIo;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -41,7 +40,8 @@ pub async fn serve_s3(
         }
         b.build()
     };
-    let http = ConnBuilder::new(TokioExecutor::new());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -62,9 +62,13 @@ pub async fn serve_s3(
             let service = service.clone();
             let request_id = format!("{:016X}", rand::random::<u64>());
             let span = tracing::info_span!("s3", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+            let close_after = expects_continue_without_body(&req);
             async move {
                 let started = std::time::Instant::now();
                 let mut resp = hyper::service::Service::call(&service, req).await?;
+                if close_after {
+                    resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
                 if let Ok(v) = http::HeaderValue::from_str(&request_id) {
                     resp.headers_mut().insert("x-amz-request-id", v);
                 }
@@ -74,7 +78,7 @@ pub async fn serve_s3(
             .instrument(span)
         });
         let conn = http.serve_connection(TokioIo::new(socket), traced);
-        let conn = graceful.watch(conn.into_owned());
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -84,4 +88,22 @@ pub async fn serve_s3(
         () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("s3 connections still open after 10 s; closing"),
     }
     Ok(())
+}
+
+/// botocore (boto3, aws-cli) sends `Expect: 100-continue` even on empty PUTs; hyper answers
+/// those with the final response and no `100 Continue`, which leaves botocore's pooled connection
+/// with a stale status line: its next request on it stalls for the whole read timeout (60 s)
+/// (boto/botocore#3755). Closing such a connection after the response avoids the poisoned reuse.
+fn expects_continue_without_body<B>(req: &http::Request<B>) -> bool {
+    let expects = req
+        .headers()
+        .get(http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let empty = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "0");
+    expects && empty
 }
