@@ -18,9 +18,10 @@ use crate::config::{Config, Role};
 pub fn init_logging(log_file: Option<&Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // openraft logs every unreachable peer at ERROR, and s3s every rejected client request
-        // (bad signature, bad bucket name) at ERROR: both are expected events, not failures of
-        // ours. Our code logs what matters (leader changes, degraded writes, data path errors).
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off,s3s::ops=off,h2=warn,hyper=warn"));
+        // (bad signature, malformed XML, bad bucket name) at ERROR: both are expected events,
+        // not failures of ours. Our code logs what matters (leader changes, degraded writes, data
+        // path errors); `RUST_LOG=s3s=debug` brings s3s's view back when needed.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off,s3s=off,h2=warn,hyper=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     match log_file {
         Some(path) => {

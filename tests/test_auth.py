@@ -1,0 +1,244 @@
+"""Authentication and malformed input: each case gets the S3 error code and status a real S3
+gives, and a rejected write leaves no object."""
+
+import base64
+import datetime
+import hashlib
+import hmac
+import http.client
+import time
+import urllib.error
+import urllib.request
+import zlib
+
+import boto3
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+REGION = "us-east-1"
+
+
+def code(e):
+    return e.value.response["Error"]["Code"]
+
+
+def raw(cluster, method, path, headers=None, body=b""):
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def signed_headers(cluster, method, path, body=b"", extra=None, secret=None):
+    url = f"{cluster.endpoint}{path}"
+    headers = {"x-amz-content-sha256": hashlib.sha256(body).hexdigest(), **(extra or {})}
+    req = AWSRequest(method=method, url=url, data=body, headers=headers)
+    creds = Credentials(cluster.key, secret or cluster.secret)
+    SigV4Auth(creds, "s3", REGION).add_auth(req)
+    return dict(req.headers.items())
+
+
+def test_wrong_secret(cluster, bucket):
+    bad = boto3.client("s3", endpoint_url=cluster.endpoint, aws_access_key_id=cluster.key,
+                       aws_secret_access_key="x" * 40, region_name=REGION,
+                       config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as e:
+        bad.list_objects_v2(Bucket=bucket)
+    assert code(e) == "SignatureDoesNotMatch"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(ClientError) as e:
+        bad.put_object(Bucket=bucket, Key="nope", Body=b"x")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_unknown_key(cluster, bucket):
+    bad = boto3.client("s3", endpoint_url=cluster.endpoint, aws_access_key_id="BKUNKNOWNUNKNOWN0000",
+                       aws_secret_access_key="x" * 40, region_name=REGION,
+                       config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as e:
+        bad.list_objects_v2(Bucket=bucket)
+    assert code(e) == "InvalidAccessKeyId"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_no_auth(cluster, bucket):
+    status, body = raw(cluster, "GET", f"/{bucket}")
+    assert status == 403
+    assert b"<Code>AccessDenied</Code>" in body
+    status, body = raw(cluster, "PUT", f"/{bucket}/anon", body=b"data", headers={"Content-Length": "4"})
+    assert status == 403
+    assert cluster.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_presigned_urls(cluster, bucket):
+    s3 = cluster.client(signature_version="s3v4")
+    s3.put_object(Bucket=bucket, Key="p", Body=b"presigned body")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p"}, ExpiresIn=60)
+    assert "X-Amz-Signature=" in url
+    assert urllib.request.urlopen(url, timeout=10).read() == b"presigned body"
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "p2"}, ExpiresIn=60)
+    req = urllib.request.Request(put_url, data=b"uploaded", method="PUT")
+    urllib.request.urlopen(req, timeout=10).read()
+    assert s3.get_object(Bucket=bucket, Key="p2")["Body"].read() == b"uploaded"
+
+    short = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p"}, ExpiresIn=1)
+    time.sleep(2.5)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(short, timeout=10)
+    assert e.value.code == 403
+    assert b"AccessDenied" in e.value.read()
+
+    import re
+
+    sig = re.search(r"X-Amz-Signature=([0-9a-f]{64})", url).group(1)
+    tampered = url.replace(sig, ("1" if sig[0] == "0" else "0") + sig[1:])
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(tampered, timeout=10)
+    assert e.value.code == 403
+
+
+def test_malformed_delete_objects_xml(cluster, bucket):
+    body = b"<Delete><Object><Key>unclosed</Delete>"
+    headers = signed_headers(cluster, "POST", f"/{bucket}?delete",
+                             body, {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()})
+    status, resp = raw(cluster, "POST", f"/{bucket}?delete", headers, body)
+    assert status == 400, resp
+    assert b"<Code>MalformedXML</Code>" in resp
+
+
+def sign_at(cluster, method, path, when):
+    """Headers for an empty-bodied request signed as if made at `when` (manual SigV4)."""
+    amz_date = when.strftime("%Y%m%dT%H%M%SZ")
+    day = when.strftime("%Y%m%d")
+    scope = f"{day}/{REGION}/s3/aws4_request"
+    empty = hashlib.sha256(b"").hexdigest()
+    headers = {"host": f"127.0.0.1:{cluster.port}", "x-amz-content-sha256": empty, "x-amz-date": amz_date}
+    signed = sorted(headers)
+    canonical = "\n".join([method, path, "", "".join(f"{h}:{headers[h]}\n" for h in signed), ";".join(signed), empty])
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = _hmac(f"AWS4{cluster.secret}".encode(), day)
+    for part in (REGION, "s3", "aws4_request"):
+        k = _hmac(k, part)
+    sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = f"AWS4-HMAC-SHA256 Credential={cluster.key}/{scope}, SignedHeaders={';'.join(signed)}, Signature={sig}"
+    return headers
+
+
+def test_request_time_too_skewed(cluster, bucket):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status, resp = raw(cluster, "GET", f"/{bucket}", sign_at(cluster, "GET", f"/{bucket}", now))
+    assert status == 200, resp  # the manual signer is right
+    old = now - datetime.timedelta(minutes=20)
+    status, resp = raw(cluster, "GET", f"/{bucket}", sign_at(cluster, "GET", f"/{bucket}", old))
+    assert status == 403, resp
+    assert b"<Code>RequestTimeTooSkewed</Code>" in resp
+
+
+def _hmac(key, msg):
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def streaming_put(cluster, bucket, key, data, chunk_size=64 * 1024, tamper_chunk=None):
+    """A PUT with STREAMING-AWS4-HMAC-SHA256-PAYLOAD, chunk signatures per the SigV4 spec."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    day = now.strftime("%Y%m%d")
+    scope = f"{day}/{REGION}/s3/aws4_request"
+    chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] + [b""]
+    encoded_len = sum(len(f"{len(c):x};chunk-signature=".encode()) + 64 + 2 + len(c) + 2 for c in chunks)
+    host = f"127.0.0.1:{cluster.port}"
+    headers = {
+        "host": host,
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "x-amz-date": amz_date,
+        "x-amz-decoded-content-length": str(len(data)),
+        "content-encoding": "aws-chunked",
+        "content-length": str(encoded_len),
+    }
+    signed = sorted(headers)
+    canonical = "\n".join([
+        "PUT", f"/{bucket}/{key}", "",
+        "".join(f"{h}:{headers[h]}\n" for h in signed), ";".join(signed), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    ])
+    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = _hmac(f"AWS4{cluster.secret}".encode(), day)
+    k = _hmac(k, REGION)
+    k = _hmac(k, "s3")
+    k = _hmac(k, "aws4_request")
+    seed = hmac.new(k, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={cluster.key}/{scope}, "
+                                f"SignedHeaders={';'.join(signed)}, Signature={seed}")
+    prev = seed
+    body = b""
+    empty_hash = hashlib.sha256(b"").hexdigest()
+    for i, c in enumerate(chunks):
+        sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev, empty_hash, hashlib.sha256(c).hexdigest()])
+        sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        prev = sig
+        if tamper_chunk == i:
+            sig = ("0" if sig[0] != "0" else "1") + sig[1:]
+        body += f"{len(c):x};chunk-signature={sig}\r\n".encode() + c + b"\r\n"
+    assert len(body) == encoded_len
+    return raw(cluster, "PUT", f"/{bucket}/{key}", headers, body)
+
+
+def test_streaming_signed_payload(cluster, bucket):
+    s3 = cluster.client()
+    data = bytes(range(256)) * 1000  # 256 KB over 4 chunks
+    status, resp = streaming_put(cluster, bucket, "streamed", data)
+    assert status == 200, resp
+    assert s3.get_object(Bucket=bucket, Key="streamed")["Body"].read() == data
+
+    for tamper in (0, 2):
+        status, resp = streaming_put(cluster, bucket, f"tampered{tamper}", data, tamper_chunk=tamper)
+        assert status in (400, 403), resp
+        with pytest.raises(ClientError) as e:
+            s3.head_object(Bucket=bucket, Key=f"tampered{tamper}")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def unsigned_trailer_put(cluster, bucket, key, data, crc_b64):
+    body = b""
+    for i in range(0, len(data), 8192):
+        c = data[i:i + 8192]
+        body += f"{len(c):x}\r\n".encode() + c + b"\r\n"
+    body += b"0\r\n" + f"x-amz-checksum-crc32:{crc_b64}\r\n".encode() + b"\r\n"
+    headers = signed_headers(cluster, "PUT", f"/{bucket}/{key}", b"", {
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "content-encoding": "aws-chunked",
+        "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-decoded-content-length": str(len(data)),
+    })
+    headers["Content-Length"] = str(len(body))
+    return raw(cluster, "PUT", f"/{bucket}/{key}", headers, body)
+
+
+def test_unsigned_payload_with_crc32_trailer(cluster, bucket):
+    s3 = cluster.client()
+    data = bytes(range(251)) * 400
+    right = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    status, resp = unsigned_trailer_put(cluster, bucket, "trailer-ok", data, right)
+    assert status == 200, resp
+    got = s3.get_object(Bucket=bucket, Key="trailer-ok", ChecksumMode="ENABLED")
+    assert got["Body"].read() == data
+    assert got["ChecksumCRC32"] == right
+
+    wrong = base64.b64encode((zlib.crc32(data) ^ 1).to_bytes(4, "big")).decode()
+    status, resp = unsigned_trailer_put(cluster, bucket, "trailer-bad", data, wrong)
+    assert status == 400, resp
+    assert b"BadDigest" in resp or b"XAmzContentChecksumMismatch" in resp
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="trailer-bad")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+    # Big enough to be erasure-coded: the bad checksum must not leave a visible object either.
+    big = bytes(range(256)) * 12000
+    bad = base64.b64encode((zlib.crc32(big) ^ 1).to_bytes(4, "big")).decode()
+    status, _ = unsigned_trailer_put(cluster, bucket, "trailer-bad-big", big, bad)
+    assert status == 400
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="trailer-bad-big")
