@@ -1,0 +1,120 @@
+"""Durability with the multi-process cluster: SIGKILL a storage node, SIGKILL the Raft leader
+during a stream of PUTs, restart the gateway; nothing acknowledged is lost."""
+
+import threading
+import time
+
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from conftest import MiB, LocalCluster, check_logs, free_port_block, random_bytes
+
+# A node killed mid-request makes the others log failed RPCs; those are expected here.
+EXPECTED_ERRORS = [r"data path", r"object read failed", r"shard", r"metadata"]
+
+
+@pytest.fixture(scope="module")
+def cluster(workdir):
+    c = LocalCluster(workdir / "durability", free_port_block()).start()
+    for p in EXPECTED_ERRORS:
+        c.allow_errors(p)
+    yield c
+    c.stop()
+    check_logs(c)
+
+
+def wait_for_leader(cluster, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = cluster.status()
+        if st.get("leader"):
+            return st["leader"]
+        time.sleep(0.5)
+    raise AssertionError("no metadata leader")
+
+
+def test_node_loss_keeps_reads_and_writes(cluster):
+    s3 = cluster.client()
+    s3.create_bucket(Bucket="dur")
+    written = {}
+    for i, size in enumerate([0, 1, 10 * 1024, 16 * 1024 + 1, MiB, 3 * MiB, 3 * MiB + 17, 5 * MiB]):
+        data = random_bytes(size) if size < MiB else random_bytes(size)
+        s3.put_object(Bucket="dur", Key=f"before/{i}", Body=data)
+        written[f"before/{i}"] = data
+
+    cluster.kill(2)
+    try:
+        for key, data in written.items():
+            assert s3.get_object(Bucket="dur", Key=key)["Body"].read() == data, key
+        for i in range(4):
+            data = random_bytes(2 * MiB + i)
+            s3.put_object(Bucket="dur", Key=f"during/{i}", Body=data)
+            written[f"during/{i}"] = data
+        s3.put_object(Bucket="dur", Key="during/small", Body=b"small while degraded")
+        written["during/small"] = b"small while degraded"
+        for key, data in written.items():
+            assert s3.get_object(Bucket="dur", Key=key)["Body"].read() == data, key
+        listed = [o["Key"] for o in s3.list_objects_v2(Bucket="dur")["Contents"]]
+        assert sorted(listed) == sorted(written)
+    finally:
+        cluster.restart(2)
+    wait_for_leader(cluster)
+    for key, data in written.items():
+        assert s3.get_object(Bucket="dur", Key=key)["Body"].read() == data, key
+
+
+def test_leader_kill_during_puts(cluster):
+    from botocore.config import Config
+
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=cluster.endpoint, aws_access_key_id=cluster.key,
+                      aws_secret_access_key=cluster.secret, region_name="us-east-1",
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                    connect_timeout=5, read_timeout=30))
+    try:
+        s3.create_bucket(Bucket="leader")
+    except ClientError:
+        pass
+    leader = wait_for_leader(cluster)
+    acked, failed = {}, []
+    stop_at = time.time() + 14
+
+    def writer():
+        i = 0
+        while time.time() < stop_at and i < 300:
+            data = random_bytes(1024 if i % 2 else 200 * 1024)
+            key = f"k{i:04d}"
+            try:
+                s3.put_object(Bucket="leader", Key=key, Body=data)
+                acked[key] = data
+            except (ClientError, BotoCoreError) as e:
+                failed.append((key, str(e)[:200]))
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(2)
+    cluster.kill(leader)
+    t.join(timeout=120)
+    assert not t.is_alive()
+    cluster.restart(leader)
+    new_leader = wait_for_leader(cluster)
+    assert len(acked) > 20, (len(acked), failed[:5])
+    for key, data in acked.items():
+        assert s3.get_object(Bucket="leader", Key=key)["Body"].read() == data, key
+    print(f"leader {leader} killed; new leader {new_leader}; {len(acked)} acknowledged, {len(failed)} failed")
+
+
+def test_gateway_restart_loses_nothing(cluster):
+    s3 = cluster.client()
+    s3.create_bucket(Bucket="gwr")
+    data = random_bytes(3 * MiB)
+    s3.put_object(Bucket="gwr", Key="obj", Body=data)
+    s3.put_object(Bucket="gwr", Key="small", Body=b"tiny")
+    cluster.script("stop")
+    cluster.start()
+    s3 = cluster.client()
+    assert s3.get_object(Bucket="gwr", Key="obj")["Body"].read() == data
+    assert s3.get_object(Bucket="gwr", Key="small")["Body"].read() == b"tiny"
+    assert "gwr" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
