@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use baobab::coord::{ClusterView, Coordinator};
-use baobab::meta::MetaClient;
+use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use baobab::placement::NodeSlot;
 use baobab::rpc::{ClusterSecret, RpcClient};
 use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
@@ -31,6 +31,32 @@ fn read_env_file(path: &Path) -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
         .collect()
+}
+
+/// The dev cluster's access key: the one named "dev" in the cluster if there is one (so a restart
+/// keeps the credentials even if dev.env was lost), else the one in dev.env, else a new one.
+async fn dev_key(meta: &MetaClient, env_path: &Path) -> anyhow::Result<AccessKeyRecord> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let existing = loop {
+        match meta.read(Query::ListAccessKeys).await {
+            Ok(QueryResult::AccessKeys(keys)) => break keys,
+            Ok(other) => anyhow::bail!("unexpected answer {other:?}"),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "metadata not ready yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!(e).context("reading access keys")),
+        }
+    };
+    if let Some(key) = existing.into_iter().find(|k| k.name == "dev") {
+        return Ok(key);
+    }
+    let previous = read_env_file(env_path);
+    let pair = match (previous.get("AWS_ACCESS_KEY_ID"), previous.get("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => (id.clone(), secret.clone()),
+        _ => new_key_pair(),
+    };
+    ensure_access_key(meta, "dev".to_string(), pair, Duration::from_secs(60)).await
 }
 
 fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
@@ -91,13 +117,8 @@ pub async fn run(data_dir: &Path, s3_port: u16) -> anyhow::Result<()> {
     let gateway = tokio::spawn(serve_s3(s3_listener, gw_cfg, meta.clone(), coord, async move { t.cancelled().await }));
 
     let env_path = data_dir.join("dev.env");
-    let previous = read_env_file(&env_path);
-    let pair = match (previous.get("AWS_ACCESS_KEY_ID"), previous.get("AWS_SECRET_ACCESS_KEY")) {
-        (Some(id), Some(secret)) => (id.clone(), secret.clone()),
-        _ => new_key_pair(),
-    };
     let key = tokio::select! {
-        k = ensure_access_key(&meta, "dev".to_string(), pair, Duration::from_secs(60)) => k?,
+        k = dev_key(&meta, &env_path) => k?,
         _ = token.cancelled() => anyhow::bail!("interrupted before the cluster was ready"),
     };
     let endpoint = format!("http://127.0.0.1:{s3_port}");
