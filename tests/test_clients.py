@@ -22,7 +22,7 @@ def run(cmd, env, cwd=None, timeout=600):
 def files(tmp_path):
     src = tmp_path / "src"
     (src / "sub" / "deeper").mkdir(parents=True)
-    sizes = {"empty": 0, "one": 1, "inline": 16 * 1024, "block": MiB, "block+1": MiB + 1, "sub/big": 20 * MiB, "sub/deeper/x": 12345}
+    sizes = {"empty": 0, "one": 1, "inline": 16 * 1024, "block-1": MiB - 1, "block": MiB, "block+1": MiB + 1, "sub/big": 20 * MiB, "sub/deeper/x": 12345}
     for name, size in sizes.items():
         (src / name).write_bytes(random_bytes(size) if size < MiB else os.urandom(size))
     return src
@@ -67,7 +67,7 @@ def test_aws_cli_s3(cluster, tmp_path, files):
         assert "upload:" not in again
 
         recursive = aws(cluster, tmp_path, "s3", "ls", "--recursive", f"s3://{bucket}/tree/")
-        assert len(recursive.strip().splitlines()) == 7
+        assert len(recursive.strip().splitlines()) == 8
         aws(cluster, tmp_path, "s3", "rm", "--recursive", f"s3://{bucket}/tree")
         aws(cluster, tmp_path, "s3", "rm", f"s3://{bucket}/single")
     finally:

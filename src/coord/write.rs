@@ -6,6 +6,9 @@
 //! to k (a degraded write, logged) when fewer nodes are reachable; below k the write fails and
 //! written shards are deleted.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
@@ -32,7 +35,12 @@ type ShardSender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 /// One shard's stream to its node.
 struct ShardWriter {
     node: NodeId,
+    /// None once the body is complete, or once the writer was dropped (then `failed`).
     tx: Option<ShardSender>,
+    failed: bool,
+    /// Set just before a complete body is closed. A body that ends without it ends with an
+    /// error instead, so the node discards the partial shard rather than committing it.
+    complete: Arc<AtomicBool>,
     response: tokio::task::JoinHandle<Result<(), RpcError>>,
 }
 
@@ -106,7 +114,13 @@ impl Coordinator {
             let (mut tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(SHARD_QUEUE_CHUNKS);
             let header = ShardHeader { profile, shard_index: i as u8, block_size: self.cluster.block_size, version };
             let _ = tx.try_send(Ok(header.encode()));
-            let body = BodyExt::boxed(StreamBody::new(rx.map(|r| r.map(Frame::data))));
+            let complete = Arc::new(AtomicBool::new(false));
+            let complete_at_end = complete.clone();
+            let tail = futures::stream::once(async move {
+                (!complete_at_end.load(Ordering::Acquire)).then(|| Err(std::io::Error::other("shard write abandoned")))
+            })
+            .filter_map(futures::future::ready);
+            let body = BodyExt::boxed(StreamBody::new(rx.chain(tail).map(|r| r.map(Frame::data))));
             let rpc = self.rpc.clone();
             let path = shard_path_and_query(version, i as u8, None);
             let response = tokio::spawn(async move {
@@ -114,7 +128,7 @@ impl Coordinator {
                 // separately by SHARD_SEND_TIMEOUT, the final answer by SHARD_COMMIT_TIMEOUT.
                 rpc.request(node, Method::PUT, &path, body, std::time::Duration::from_secs(24 * 3600)).await.map(|_| ())
             });
-            writers.push(ShardWriter { node, tx: Some(tx), response });
+            writers.push(ShardWriter { node, tx: Some(tx), failed: false, complete, response });
         }
         Ok(writers)
     }
@@ -132,6 +146,7 @@ impl Coordinator {
             if !matches!(sent, Ok(Ok(()))) {
                 tracing::warn!(node = %w.node, "shard writer stalled or failed; continuing without it");
                 w.tx = None;
+                w.failed = true;
             }
         });
         futures::future::join_all(sends).await;
@@ -147,12 +162,19 @@ impl Coordinator {
         let profile = self.cluster.profile;
         for w in writers.iter_mut() {
             if let Some(mut tx) = w.tx.take() {
+                w.complete.store(true, Ordering::Release);
                 let _ = tx.close().await;
             }
         }
         let mut shard_nodes = Vec::with_capacity(writers.len());
         for (i, w) in writers.into_iter().enumerate() {
             let node = w.node;
+            if w.failed {
+                // Dropped mid-stream (dead or stalled node): its shard is incomplete; do not wait.
+                w.response.abort();
+                shard_nodes.push(None);
+                continue;
+            }
             let outcome = tokio::time::timeout(SHARD_COMMIT_TIMEOUT, w.response).await;
             match outcome {
                 Ok(Ok(Ok(()))) => shard_nodes.push(Some(node)),
@@ -178,14 +200,8 @@ impl Coordinator {
     async fn abort(&self, version: VersionId, writers: Vec<ShardWriter>) {
         let mut shard_nodes = Vec::with_capacity(writers.len());
         for mut w in writers {
-            if let Some(tx) = w.tx.as_mut() {
-                // An error item aborts the HTTP/2 stream, so the node discards its temp file.
-                let _ = tokio::time::timeout(
-                    std::time::Duration::from_secs(1),
-                    tx.send(Err(std::io::Error::other("write aborted"))),
-                )
-                .await;
-            }
+            // Dropping the sender without `complete` ends the body with an error, so the node
+            // discards its temp file instead of committing a partial shard.
             w.tx = None;
             w.response.abort();
             shard_nodes.push(Some(w.node));
