@@ -242,3 +242,18 @@ def test_unsigned_payload_with_crc32_trailer(cluster, bucket):
     assert status == 400
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="trailer-bad-big")
+
+
+def test_internal_rpc_refuses_unauthenticated_peers(local_cluster):
+    """A storage node's RPC port answers only requests signed with the cluster secret."""
+    node1 = local_cluster.s3_port + 1
+    for method, path, headers in [
+        ("POST", "/v1/meta/read", {}),
+        ("GET", "/v1/shard/" + "0" * 32 + "/0?offset=0&len=10", {}),
+        ("POST", "/v1/meta/write", {"x-baobab-proto": "1", "x-baobab-ts": str(int(time.time())), "x-baobab-auth": "00" * 32}),
+    ]:
+        conn = http.client.HTTPConnection("127.0.0.1", node1, timeout=10)
+        conn.request(method, path, body=b"\x80", headers=headers)
+        resp = conn.getresponse()
+        assert resp.status in (401, 426), (path, resp.status)
+        resp.read()
