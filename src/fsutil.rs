@@ -12,7 +12,10 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 
 /// A temp path beside `path`, unique to this writer.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".{:016x}{TEMP_SUFFIX}", rand::random::<u64>()));
     path.with_file_name(name)
 }

@@ -19,8 +19,11 @@ pub struct NodeSlot {
 /// smaller) are the shard homes, in shard order; the rest are fallbacks in order. No more than
 /// `m` of the first `k + m` share a site when the cluster has at least `ceil((k+m)/m)` sites.
 pub fn place(version: VersionId, nodes: &[NodeSlot], profile: ErasureProfile) -> Vec<NodeId> {
-    let mut scored: Vec<(f64, &NodeSlot)> =
-        nodes.iter().filter(|n| n.weight > 0).map(|n| (score(version, n), n)).collect();
+    let mut scored: Vec<(f64, &NodeSlot)> = nodes
+        .iter()
+        .filter(|n| n.weight > 0)
+        .map(|n| (score(version, n), n))
+        .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
 
     let n = profile.n_shards();
@@ -30,7 +33,11 @@ pub fn place(version: VersionId, nodes: &[NodeSlot], profile: ErasureProfile) ->
         sites.dedup();
         sites.len()
     };
-    let per_site_cap = if profile.m > 0 && n_sites * profile.m as usize >= n { profile.m as usize } else { n };
+    let per_site_cap = if profile.m > 0 && n_sites * profile.m as usize >= n {
+        profile.m as usize
+    } else {
+        n
+    };
 
     let mut chosen: Vec<NodeId> = Vec::with_capacity(scored.len());
     let mut per_site: HashMap<&SiteId, usize> = HashMap::new();
@@ -69,7 +76,11 @@ mod tests {
         sites
             .iter()
             .enumerate()
-            .map(|(i, s)| NodeSlot { id: NodeId(i as u64 + 1), site: SiteId(s.to_string()), weight: 100 })
+            .map(|(i, s)| NodeSlot {
+                id: NodeId(i as u64 + 1),
+                site: SiteId(s.to_string()),
+                weight: 100,
+            })
             .collect()
     }
 

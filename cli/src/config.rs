@@ -104,8 +104,10 @@ fn default_weight() -> u64 {
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -122,12 +124,21 @@ impl Config {
         }
         for n in &self.nodes {
             if n.rpc_addr.parse::<SocketAddr>().is_err() {
-                problems.push(format!("nodes[{}].rpc_addr: {:?} is not host:port", n.id, n.rpc_addr));
+                problems.push(format!(
+                    "nodes[{}].rpc_addr: {:?} is not host:port",
+                    n.id, n.rpc_addr
+                ));
             }
         }
-        let profile = ErasureProfile { k: self.erasure.k, m: self.erasure.m };
+        let profile = ErasureProfile {
+            k: self.erasure.k,
+            m: self.erasure.m,
+        };
         if profile.k == 0 || profile.n_shards() > 255 {
-            problems.push(format!("erasure: {}+{} is not a valid profile", profile.k, profile.m));
+            problems.push(format!(
+                "erasure: {}+{} is not a valid profile",
+                profile.k, profile.m
+            ));
         } else if self.nodes.len() < profile.n_shards() {
             problems.push(format!(
                 "erasure: {}+{} needs at least {} nodes, {} configured",
@@ -143,12 +154,16 @@ impl Config {
         if self.roles.contains(&Role::Storage) {
             match self.node_id {
                 None => problems.push("node_id: required with role storage".into()),
-                Some(id) if !ids.contains(&id) => problems.push(format!("node_id: {id} is not in nodes")),
+                Some(id) if !ids.contains(&id) => {
+                    problems.push(format!("node_id: {id} is not in nodes"))
+                }
                 Some(_) => {}
             }
             match &self.rpc_listen {
                 None => problems.push("rpc_listen: required with role storage".into()),
-                Some(a) if a.parse::<SocketAddr>().is_err() => problems.push(format!("rpc_listen: {a:?} is not host:port")),
+                Some(a) if a.parse::<SocketAddr>().is_err() => {
+                    problems.push(format!("rpc_listen: {a:?} is not host:port"))
+                }
                 Some(_) => {}
             }
         }
@@ -178,11 +193,15 @@ impl Config {
             s.clone()
         } else if let Some(path) = &self.cluster_secret_file {
             std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cluster_secret_file: cannot read {}: {e}", path.display()))?
+                .map_err(|e| {
+                    anyhow::anyhow!("cluster_secret_file: cannot read {}: {e}", path.display())
+                })?
                 .trim()
                 .to_string()
         } else {
-            anyhow::bail!("cluster_secret: set cluster_secret, cluster_secret_file or BAOBAB_CLUSTER_SECRET");
+            anyhow::bail!(
+                "cluster_secret: set cluster_secret, cluster_secret_file or BAOBAB_CLUSTER_SECRET"
+            );
         };
         if secret.len() < 16 {
             anyhow::bail!("cluster_secret: must be at least 16 characters");
@@ -191,7 +210,10 @@ impl Config {
     }
 
     pub fn members(&self) -> BTreeMap<NodeId, String> {
-        self.nodes.iter().map(|n| (NodeId(n.id), n.rpc_addr.clone())).collect()
+        self.nodes
+            .iter()
+            .map(|n| (NodeId(n.id), n.rpc_addr.clone()))
+            .collect()
     }
 
     pub fn cluster_view(&self) -> ClusterView {
@@ -199,9 +221,16 @@ impl Config {
             nodes: self
                 .nodes
                 .iter()
-                .map(|n| NodeSlot { id: NodeId(n.id), site: SiteId(n.site.clone()), weight: n.weight })
+                .map(|n| NodeSlot {
+                    id: NodeId(n.id),
+                    site: SiteId(n.site.clone()),
+                    weight: n.weight,
+                })
                 .collect(),
-            profile: ErasureProfile { k: self.erasure.k, m: self.erasure.m },
+            profile: ErasureProfile {
+                k: self.erasure.k,
+                m: self.erasure.m,
+            },
             block_size: self.block_size_bytes,
         }
     }
@@ -226,13 +255,23 @@ mod tests {
         )
         .expect("parses");
         let err = cfg.validate().expect_err("invalid").to_string();
-        for needle in ["node_id", "rpc_listen", "[s3]", "rpc_addr", "needs at least 3 nodes", "at least 16"] {
+        for needle in [
+            "node_id",
+            "rpc_listen",
+            "[s3]",
+            "rpc_addr",
+            "needs at least 3 nodes",
+            "at least 16",
+        ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        assert!(toml::from_str::<Config>("roles = []\ndata_dir = \"/x\"\nnodes = []\nbogus = 1\n").is_err());
+        assert!(
+            toml::from_str::<Config>("roles = []\ndata_dir = \"/x\"\nnodes = []\nbogus = 1\n")
+                .is_err()
+        );
     }
 }

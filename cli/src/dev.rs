@@ -52,7 +52,10 @@ async fn dev_key(meta: &MetaClient, env_path: &Path) -> anyhow::Result<AccessKey
         return Ok(key);
     }
     let previous = read_env_file(env_path);
-    let pair = match (previous.get("AWS_ACCESS_KEY_ID"), previous.get("AWS_SECRET_ACCESS_KEY")) {
+    let pair = match (
+        previous.get("AWS_ACCESS_KEY_ID"),
+        previous.get("AWS_SECRET_ACCESS_KEY"),
+    ) {
         (Some(id), Some(secret)) => (id.clone(), secret.clone()),
         _ => new_key_pair(),
     };
@@ -78,9 +81,11 @@ pub async fn run(data_dir: &Path, s3_port: u16) -> anyhow::Result<()> {
     if s3_port > u16::MAX - 3 {
         anyhow::bail!("--s3-port must leave room for the three storage node ports after it");
     }
-    let secret = ClusterSecret::new(load_or_create_secret(&data_dir.join("cluster.secret"))?.into_bytes());
-    let members: BTreeMap<NodeId, String> =
-        (1..=3u64).map(|i| (NodeId(i), format!("127.0.0.1:{}", s3_port + i as u16))).collect();
+    let secret =
+        ClusterSecret::new(load_or_create_secret(&data_dir.join("cluster.secret"))?.into_bytes());
+    let members: BTreeMap<NodeId, String> = (1..=3u64)
+        .map(|i| (NodeId(i), format!("127.0.0.1:{}", s3_port + i as u16)))
+        .collect();
     let token = CancellationToken::new();
     cancel_on_signal(token.clone());
 
@@ -90,14 +95,28 @@ pub async fn run(data_dir: &Path, s3_port: u16) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{s3_port}: {e}"))?;
     let mut listeners = Vec::new();
     for (id, addr) in &members {
-        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         listeners.push((*id, l));
     }
     let mut nodes = Vec::new();
     for (id, listener) in listeners {
-        let cfg = StorageNodeConfig { node_id: id, data_dir: data_dir.join(format!("node{}", id.0)), members: members.clone() };
+        let cfg = StorageNodeConfig {
+            node_id: id,
+            data_dir: data_dir.join(format!("node{}", id.0)),
+            members: members.clone(),
+        };
         let t = token.clone();
-        nodes.push(StorageNode::start(cfg, listener, secret.clone(), async move { t.cancelled().await }).await?);
+        nodes.push(
+            StorageNode::start(
+                cfg,
+                listener,
+                secret.clone(),
+                async move { t.cancelled().await },
+            )
+            .await?,
+        );
     }
 
     let rpc = RpcClient::new(secret, members.clone().into_iter().collect());
@@ -106,15 +125,28 @@ pub async fn run(data_dir: &Path, s3_port: u16) -> anyhow::Result<()> {
         nodes: members
             .keys()
             .zip(SITES)
-            .map(|(id, site)| NodeSlot { id: *id, site: SiteId(site.to_string()), weight: 100 })
+            .map(|(id, site)| NodeSlot {
+                id: *id,
+                site: SiteId(site.to_string()),
+                weight: 100,
+            })
             .collect(),
         profile: ErasureProfile { k: 2, m: 1 },
         block_size: DEFAULT_BLOCK_SIZE_BYTES,
     };
     let coord = Coordinator::new(rpc, view)?;
     let t = token.clone();
-    let gw_cfg = GatewayConfig { region: REGION.to_string(), root_domain: Some("localhost".to_string()) };
-    let gateway = tokio::spawn(serve_s3(s3_listener, gw_cfg, meta.clone(), coord, async move { t.cancelled().await }));
+    let gw_cfg = GatewayConfig {
+        region: REGION.to_string(),
+        root_domain: Some("localhost".to_string()),
+    };
+    let gateway = tokio::spawn(serve_s3(
+        s3_listener,
+        gw_cfg,
+        meta.clone(),
+        coord,
+        async move { t.cancelled().await },
+    ));
 
     let env_path = data_dir.join("dev.env");
     let key = tokio::select! {

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "baobab", version, about = "Baobab: a distributed, erasure-coded, S3-compatible object store")]
+#[command(
+    name = "baobab",
+    version,
+    about = "Baobab: a distributed, erasure-coded, S3-compatible object store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,7 +69,10 @@ enum KeyCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("baobab: cannot start the runtime: {e}");
@@ -76,9 +83,15 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server { config } => run::server(&config).await,
             Command::Dev { data_dir, s3_port } => dev::run(&data_dir, s3_port).await,
-            Command::Key { command: KeyCommand::Create { config, name, key_id, secret } } => {
-                run::key_create(&config, name, key_id.zip(secret)).await
-            }
+            Command::Key {
+                command:
+                    KeyCommand::Create {
+                        config,
+                        name,
+                        key_id,
+                        secret,
+                    },
+            } => run::key_create(&config, name, key_id.zip(secret)).await,
             Command::Status { config } => run::status(&config).await,
         }
     });

@@ -21,16 +21,29 @@ pub fn init_logging(log_file: Option<&Path>) -> anyhow::Result<()> {
         // (bad signature, malformed XML, bad bucket name) at ERROR: both are expected events,
         // not failures of ours. Our code logs what matters (leader changes, degraded writes, data
         // path errors); `RUST_LOG=s3s=debug` brings s3s's view back when needed.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off,s3s=off,h2=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,openraft=off,s3s=off,h2=warn,hyper=warn")
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     match log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
         }
         None => {
             use std::io::IsTerminal;
-            builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init()
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init()
         }
     }
     Ok(())
@@ -39,13 +52,14 @@ pub fn init_logging(log_file: Option<&Path>) -> anyhow::Result<()> {
 /// Cancels the token on SIGINT or SIGTERM.
 pub fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
@@ -65,25 +79,52 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
 
     let mut storage = None;
     if cfg.roles.contains(&Role::Storage) {
-        let node_id = NodeId(cfg.node_id.ok_or_else(|| anyhow::anyhow!("node_id missing"))?);
-        let listen = cfg.rpc_listen.clone().ok_or_else(|| anyhow::anyhow!("rpc_listen missing"))?;
+        let node_id = NodeId(
+            cfg.node_id
+                .ok_or_else(|| anyhow::anyhow!("node_id missing"))?,
+        );
+        let listen = cfg
+            .rpc_listen
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("rpc_listen missing"))?;
         let listener = tokio::net::TcpListener::bind(&listen).await?;
-        let node_cfg = StorageNodeConfig { node_id, data_dir: cfg.data_dir.clone(), members: cfg.members() };
+        let node_cfg = StorageNodeConfig {
+            node_id,
+            data_dir: cfg.data_dir.clone(),
+            members: cfg.members(),
+        };
         let t = token.clone();
-        storage = Some(StorageNode::start(node_cfg, listener, secret.clone(), async move { t.cancelled().await }).await?);
+        storage = Some(
+            StorageNode::start(node_cfg, listener, secret.clone(), async move {
+                t.cancelled().await
+            })
+            .await?,
+        );
         tracing::info!(node = %node_id, rpc = %listen, "storage role running");
     }
     let mut gateway = None;
     if cfg.roles.contains(&Role::Gateway) {
-        let s3 = cfg.s3.clone().ok_or_else(|| anyhow::anyhow!("[s3] missing"))?;
+        let s3 = cfg
+            .s3
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("[s3] missing"))?;
         let rpc = RpcClient::new(secret.clone(), cfg.members().into_iter().collect());
         let meta = MetaClient::new(rpc.clone(), cfg.members().keys().copied().collect());
         let coord = Coordinator::new(rpc, cfg.cluster_view())?;
         let listener = tokio::net::TcpListener::bind(&s3.listen).await?;
         tracing::info!(listen = %s3.listen, "gateway role serving S3");
         let t = token.clone();
-        let gw_cfg = GatewayConfig { region: s3.region.clone(), root_domain: s3.root_domain.clone() };
-        gateway = Some(tokio::spawn(serve_s3(listener, gw_cfg, meta, coord, async move { t.cancelled().await })));
+        let gw_cfg = GatewayConfig {
+            region: s3.region.clone(),
+            root_domain: s3.root_domain.clone(),
+        };
+        gateway = Some(tokio::spawn(serve_s3(
+            listener,
+            gw_cfg,
+            meta,
+            coord,
+            async move { t.cancelled().await },
+        )));
     }
     token.cancelled().await;
     if let Some(g) = gateway {
@@ -101,13 +142,21 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
 }
 
 fn random_string(alphabet: &[u8], len: usize) -> String {
-    (0..len).map(|_| alphabet[rand::random_range(0..alphabet.len())] as char).collect()
+    (0..len)
+        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// A new access key id and secret, in the shapes AWS uses.
 pub fn new_key_pair() -> (String, String) {
-    let id = format!("BK{}", random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 18));
-    let secret = random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 40);
+    let id = format!(
+        "BK{}",
+        random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 18)
+    );
+    let secret = random_string(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        40,
+    );
     (id, secret)
 }
 
@@ -132,9 +181,19 @@ pub async fn ensure_access_key(
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
-            match meta.write(Command::CreateAccessKey { record: record.clone() }).await? {
+            match meta
+                .write(Command::CreateAccessKey {
+                    record: record.clone(),
+                })
+                .await?
+            {
                 CommandResult::AccessKeyCreated => Ok(record.clone()),
-                CommandResult::AccessKeyExists => match meta.read(Query::GetAccessKey { key_id: pair.0.clone() }).await? {
+                CommandResult::AccessKeyExists => match meta
+                    .read(Query::GetAccessKey {
+                        key_id: pair.0.clone(),
+                    })
+                    .await?
+                {
                     QueryResult::AccessKey(Some(existing)) => Ok(existing),
                     other => Err(anyhow::anyhow!("unexpected answer {other:?}")),
                 },
@@ -153,13 +212,20 @@ pub async fn ensure_access_key(
     }
 }
 
-pub async fn key_create(config_path: &Path, name: String, pair: Option<(String, String)>) -> anyhow::Result<()> {
+pub async fn key_create(
+    config_path: &Path,
+    name: String,
+    pair: Option<(String, String)>,
+) -> anyhow::Result<()> {
     let cfg = Config::load(config_path)?;
     let rpc = RpcClient::new(cfg.secret()?, cfg.members().into_iter().collect());
     let meta = MetaClient::new(rpc, cfg.members().keys().copied().collect());
     let pair = pair.unwrap_or_else(new_key_pair);
     let record = ensure_access_key(&meta, name, pair, Duration::from_secs(30)).await?;
-    println!("{}", serde_json::json!({"access_key_id": record.key_id, "secret_access_key": record.secret}));
+    println!(
+        "{}",
+        serde_json::json!({"access_key_id": record.key_id, "secret_access_key": record.secret})
+    );
     Ok(())
 }
 
@@ -169,7 +235,9 @@ pub async fn status(config_path: &Path) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     let mut leader = None;
     for id in cfg.members().keys() {
-        let answer: Result<NodeStatus, _> = rpc.call(*id, "/v1/node/status", &(), Duration::from_secs(2)).await;
+        let answer: Result<NodeStatus, _> = rpc
+            .call(*id, "/v1/node/status", &(), Duration::from_secs(2))
+            .await;
         match answer {
             Ok(s) => {
                 leader = leader.or(s.leader);

@@ -22,21 +22,31 @@ pub struct KeyStore {
 
 impl KeyStore {
     pub fn new(meta: MetaClient) -> Self {
-        KeyStore { meta, cache: Mutex::new(HashMap::new()) }
+        KeyStore {
+            meta,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl S3Auth for KeyStore {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        if let Some((at, secret)) = self.cache.lock().expect("key cache lock poisoned").get(access_key) {
+        if let Some((at, secret)) = self
+            .cache
+            .lock()
+            .expect("key cache lock poisoned")
+            .get(access_key)
+        {
             if at.elapsed() < KEY_CACHE_TTL {
                 return Ok(SecretKey::from(secret.clone()));
             }
         }
         let answer = self
             .meta
-            .read(Query::GetAccessKey { key_id: access_key.to_string() })
+            .read(Query::GetAccessKey {
+                key_id: access_key.to_string(),
+            })
             .await
             .map_err(crate::error::from_meta)?;
         match answer {
@@ -45,10 +55,16 @@ impl S3Auth for KeyStore {
                 if cache.len() >= KEY_CACHE_MAX {
                     cache.clear();
                 }
-                cache.insert(access_key.to_string(), (Instant::now(), record.secret.clone()));
+                cache.insert(
+                    access_key.to_string(),
+                    (Instant::now(), record.secret.clone()),
+                );
                 Ok(SecretKey::from(record.secret))
             }
-            QueryResult::AccessKey(None) => Err(s3_error!(InvalidAccessKeyId, "The AWS access key Id you provided does not exist in our records.")),
+            QueryResult::AccessKey(None) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS access key Id you provided does not exist in our records."
+            )),
             _ => Err(crate::error::unexpected("GetAccessKey")),
         }
     }

@@ -40,7 +40,11 @@ impl RequestedChecksums {
                 .ok_or_else(|| s3_error!(InvalidRequest, "Checksum algorithm not supported"))?;
             r.enabled[idx] = true;
         }
-        if let Some(trailer) = req.headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()) {
+        if let Some(trailer) = req
+            .headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+        {
             for name in trailer.split(',') {
                 if let Some(idx) = algorithm_index(name) {
                     r.enabled[idx] = true;
@@ -72,17 +76,32 @@ impl RequestedChecksums {
 
     /// Checks claimed values (headers, then trailers) against the computed ones; returns what to
     /// store. A mismatch is `BadDigest`.
-    pub fn verify(&self, headers: &Checksums, trailers: Option<&TrailingHeaders>, computed: &Checksum) -> S3Result<Checksums> {
+    pub fn verify(
+        &self,
+        headers: &Checksums,
+        trailers: Option<&TrailingHeaders>,
+        computed: &Checksum,
+    ) -> S3Result<Checksums> {
         let trailer_values: Vec<Option<String>> = ALGORITHMS
             .iter()
             .map(|a| {
                 trailers.and_then(|t| {
-                    t.read(|h| h.get(format!("x-amz-checksum-{a}").as_str()).and_then(|v| v.to_str().ok()).map(str::to_string))
-                        .flatten()
+                    t.read(|h| {
+                        h.get(format!("x-amz-checksum-{a}").as_str())
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    })
+                    .flatten()
                 })
             })
             .collect();
-        let claimed = [&headers.crc32, &headers.crc32c, &headers.crc64nvme, &headers.sha1, &headers.sha256];
+        let claimed = [
+            &headers.crc32,
+            &headers.crc32c,
+            &headers.crc64nvme,
+            &headers.sha1,
+            &headers.sha256,
+        ];
         let got = [
             &computed.checksum_crc32,
             &computed.checksum_crc32c,
@@ -108,6 +127,12 @@ impl RequestedChecksums {
             stored[idx] = got[idx].clone();
         }
         let [crc32, crc32c, crc64nvme, sha1, sha256] = stored;
-        Ok(Checksums { crc32, crc32c, crc64nvme, sha1, sha256 })
+        Ok(Checksums {
+            crc32,
+            crc32c,
+            crc64nvme,
+            sha1,
+            sha256,
+        })
     }
 }

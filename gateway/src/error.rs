@@ -22,7 +22,9 @@ pub fn from_coord(e: CoordError) -> S3Error {
             }
         }
         CoordError::TooLarge { .. } => s3_error!(EntityTooLarge),
-        CoordError::ClusterTooSmall { .. } | CoordError::WriteQuorum { .. } | CoordError::ReadUnavailable { .. } => {
+        CoordError::ClusterTooSmall { .. }
+        | CoordError::WriteQuorum { .. }
+        | CoordError::ReadUnavailable { .. } => {
             tracing::error!(error = %e, "data path unavailable");
             S3Error::with_message(S3ErrorCode::SlowDown, e.to_string())
         }
@@ -34,7 +36,10 @@ pub fn from_coord(e: CoordError) -> S3Error {
 }
 
 pub fn no_such_bucket(bucket: &str) -> S3Error {
-    S3Error::with_message(S3ErrorCode::NoSuchBucket, format!("The specified bucket does not exist: {bucket}"))
+    S3Error::with_message(
+        S3ErrorCode::NoSuchBucket,
+        format!("The specified bucket does not exist: {bucket}"),
+    )
 }
 
 pub fn no_such_key() -> S3Error {
@@ -43,5 +48,8 @@ pub fn no_such_key() -> S3Error {
 
 pub fn unexpected(what: &str) -> S3Error {
     tracing::error!(what, "unexpected metadata answer");
-    S3Error::with_message(S3ErrorCode::InternalError, format!("unexpected metadata answer: {what}"))
+    S3Error::with_message(
+        S3ErrorCode::InternalError,
+        format!("unexpected metadata answer: {what}"),
+    )
 }

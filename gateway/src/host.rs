@@ -11,7 +11,9 @@ pub struct RootDomain {
 
 impl RootDomain {
     pub fn new(domain: &str) -> Self {
-        RootDomain { domain: domain.trim_matches('.').to_ascii_lowercase() }
+        RootDomain {
+            domain: domain.trim_matches('.').to_ascii_lowercase(),
+        }
     }
 }
 

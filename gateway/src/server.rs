@@ -30,7 +30,11 @@ pub async fn serve_s3(
     coord: Coordinator,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let gateway = Gateway { meta: meta.clone(), coord, region: cfg.region.clone() };
+    let gateway = Gateway {
+        meta: meta.clone(),
+        coord,
+        region: cfg.region.clone(),
+    };
     let service = {
         let mut b = S3ServiceBuilder::new(gateway);
         b.set_auth(KeyStore::new(meta));
@@ -41,7 +45,8 @@ pub async fn serve_s3(
         b.build()
     };
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new()).keep_alive(true);
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -58,25 +63,34 @@ pub async fn serve_s3(
         };
         let _ = socket.set_nodelay(true);
         let service = service.clone();
-        let traced = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            let service = service.clone();
-            let request_id = format!("{:016X}", rand::random::<u64>());
-            let span = tracing::info_span!("s3", request_id = %request_id, method = %req.method(), path = %req.uri().path());
-            let close_after = expects_continue_without_body(&req);
-            async move {
-                let started = std::time::Instant::now();
-                let mut resp = hyper::service::Service::call(&service, req).await?;
-                if close_after {
-                    resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        let traced = hyper::service::service_fn(
+            move |req: http::Request<hyper::body::Incoming>| {
+                let service = service.clone();
+                let request_id = format!("{:016X}", rand::random::<u64>());
+                let span = tracing::info_span!("s3", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+                let close_after = expects_continue_without_body(&req);
+                async move {
+                    let started = std::time::Instant::now();
+                    let mut resp = hyper::service::Service::call(&service, req).await?;
+                    if close_after {
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+                        resp.headers_mut().insert("x-amz-request-id", v);
+                    }
+                    tracing::debug!(
+                        status = resp.status().as_u16(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "s3 request"
+                    );
+                    Ok::<_, s3s::HttpError>(resp)
                 }
-                if let Ok(v) = http::HeaderValue::from_str(&request_id) {
-                    resp.headers_mut().insert("x-amz-request-id", v);
-                }
-                tracing::debug!(status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "s3 request");
-                Ok::<_, s3s::HttpError>(resp)
-            }
-            .instrument(span)
-        });
+                .instrument(span)
+            },
+        );
         let conn = http.serve_connection(TokioIo::new(socket), traced);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -28,7 +28,10 @@ pub struct Erasure {
 
 impl Erasure {
     pub fn new(profile: ErasureProfile) -> Result<Self, ErasureError> {
-        let invalid = ErasureError::InvalidProfile { k: profile.k, m: profile.m };
+        let invalid = ErasureError::InvalidProfile {
+            k: profile.k,
+            m: profile.m,
+        };
         if profile.k == 0 || profile.n_shards() > 255 {
             return Err(invalid);
         }
@@ -61,12 +64,16 @@ impl Erasure {
             buf[..block.len()].copy_from_slice(&block);
             buf.freeze()
         };
-        let mut shards: Vec<Bytes> = (0..k).map(|i| padded.slice(i * shard_len..(i + 1) * shard_len)).collect();
+        let mut shards: Vec<Bytes> = (0..k)
+            .map(|i| padded.slice(i * shard_len..(i + 1) * shard_len))
+            .collect();
         if let Some(rs) = &self.rs {
             let mut parity: Vec<Vec<u8>> = vec![vec![0u8; shard_len]; self.profile.m as usize];
             let data: Vec<&[u8]> = shards.iter().map(|s| s.as_ref()).collect();
-            let mut parity_refs: Vec<&mut [u8]> = parity.iter_mut().map(|p| p.as_mut_slice()).collect();
-            rs.encode_sep(&data, &mut parity_refs).expect("shard counts and lengths match the profile by construction");
+            let mut parity_refs: Vec<&mut [u8]> =
+                parity.iter_mut().map(|p| p.as_mut_slice()).collect();
+            rs.encode_sep(&data, &mut parity_refs)
+                .expect("shard counts and lengths match the profile by construction");
             shards.extend(parity.into_iter().map(Bytes::from));
         }
         shards
@@ -74,7 +81,11 @@ impl Erasure {
 
     /// Decodes a block of `block_len` bytes from its shards (index = shard number; None = missing).
     /// Uses the data shards directly when all are present; reconstructs otherwise.
-    pub fn decode(&self, mut shards: Vec<Option<Bytes>>, block_len: usize) -> Result<Bytes, ErasureError> {
+    pub fn decode(
+        &self,
+        mut shards: Vec<Option<Bytes>>,
+        block_len: usize,
+    ) -> Result<Bytes, ErasureError> {
         let k = self.profile.k as usize;
         let n = self.profile.n_shards();
         let shard_len = self.shard_len(block_len);
@@ -89,9 +100,16 @@ impl Erasure {
             return Err(ErasureError::TooFewShards { have, need: k });
         }
         if shards[..k].iter().any(|s| s.is_none()) {
-            let rs = self.rs.as_ref().ok_or(ErasureError::TooFewShards { have, need: n })?;
-            let mut owned: Vec<Option<Vec<u8>>> = shards.iter().map(|s| s.as_ref().map(|b| b.to_vec())).collect();
-            rs.reconstruct_data(&mut owned).map_err(|_| ErasureError::TooFewShards { have, need: k })?;
+            let rs = self
+                .rs
+                .as_ref()
+                .ok_or(ErasureError::TooFewShards { have, need: n })?;
+            let mut owned: Vec<Option<Vec<u8>>> = shards
+                .iter()
+                .map(|s| s.as_ref().map(|b| b.to_vec()))
+                .collect();
+            rs.reconstruct_data(&mut owned)
+                .map_err(|_| ErasureError::TooFewShards { have, need: k })?;
             for (slot, rebuilt) in shards.iter_mut().zip(owned).take(k) {
                 if slot.is_none() {
                     *slot = rebuilt.map(Bytes::from);
@@ -99,12 +117,17 @@ impl Erasure {
             }
         }
         if k == 1 {
-            let only = shards[0].take().ok_or(ErasureError::TooFewShards { have: 0, need: 1 })?;
+            let only = shards[0]
+                .take()
+                .ok_or(ErasureError::TooFewShards { have: 0, need: 1 })?;
             return Ok(only.slice(..block_len));
         }
         let mut out = BytesMut::with_capacity(shard_len * k);
         for s in shards.iter().take(k) {
-            out.extend_from_slice(s.as_ref().ok_or(ErasureError::TooFewShards { have, need: k })?);
+            out.extend_from_slice(
+                s.as_ref()
+                    .ok_or(ErasureError::TooFewShards { have, need: k })?,
+            );
         }
         out.truncate(block_len);
         Ok(out.freeze())
@@ -137,11 +160,22 @@ mod tests {
                 assert_eq!(shards.len(), n);
                 for mask in 0u32..(1 << n) {
                     let lost = mask.count_ones() as usize;
-                    let input: Vec<Option<Bytes>> =
-                        (0..n).map(|i| if mask & (1 << i) != 0 { None } else { Some(shards[i].clone()) }).collect();
+                    let input: Vec<Option<Bytes>> = (0..n)
+                        .map(|i| {
+                            if mask & (1 << i) != 0 {
+                                None
+                            } else {
+                                Some(shards[i].clone())
+                            }
+                        })
+                        .collect();
                     let out = e.decode(input, len);
                     if lost <= profile.m as usize {
-                        assert_eq!(out.expect("decodable").as_ref(), &block[..], "{profile:?} len {len} mask {mask:b}");
+                        assert_eq!(
+                            out.expect("decodable").as_ref(),
+                            &block[..],
+                            "{profile:?} len {len} mask {mask:b}"
+                        );
                     } else {
                         assert!(out.is_err());
                     }

@@ -66,7 +66,10 @@ impl ShardHeader {
         let mut id = [0u8; 16];
         id.copy_from_slice(&buf[18..34]);
         Ok(ShardHeader {
-            profile: ErasureProfile { k: buf[10], m: buf[11] },
+            profile: ErasureProfile {
+                k: buf[10],
+                m: buf[11],
+            },
             shard_index: buf[12],
             block_size: u32::from_le_bytes([buf[14], buf[15], buf[16], buf[17]]),
             version: VersionId(u128::from_le_bytes(id)),
@@ -84,7 +87,11 @@ pub struct ShardLayout {
 
 impl ShardLayout {
     pub fn new(k: u8, block_size: u32, object_size: u64) -> Self {
-        ShardLayout { k: k as u64, block_size: block_size as u64, object_size }
+        ShardLayout {
+            k: k as u64,
+            block_size: block_size as u64,
+            object_size,
+        }
     }
 
     pub fn n_blocks(&self) -> u64 {
@@ -115,7 +122,10 @@ impl ShardLayout {
     pub fn records_range(&self, first: u64, end: u64) -> (u64, u64) {
         let start = self.record_offset(first);
         let last = end - 1;
-        (start, self.record_offset(last) + self.shard_len(last) + HASH_LEN)
+        (
+            start,
+            self.record_offset(last) + self.shard_len(last) + HASH_LEN,
+        )
     }
 
     /// Size of a complete shard file.
@@ -152,8 +162,14 @@ mod tests {
         assert_eq!(ShardHeader::decode(&bad), Err(ShardFormatError::BadMagic));
         let mut newer = enc.to_vec();
         newer[8] = 9;
-        assert_eq!(ShardHeader::decode(&newer), Err(ShardFormatError::UnsupportedVersion(9)));
-        assert_eq!(ShardHeader::decode(&enc[..10]), Err(ShardFormatError::Truncated));
+        assert_eq!(
+            ShardHeader::decode(&newer),
+            Err(ShardFormatError::UnsupportedVersion(9))
+        );
+        assert_eq!(
+            ShardHeader::decode(&enc[..10]),
+            Err(ShardFormatError::Truncated)
+        );
     }
 
     #[test]

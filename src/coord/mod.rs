@@ -56,7 +56,11 @@ pub struct Coordinator {
 impl Coordinator {
     pub fn new(rpc: RpcClient, cluster: ClusterView) -> Result<Self, CoordError> {
         let erasure = Erasure::new(cluster.profile)?;
-        Ok(Coordinator { rpc, cluster: Arc::new(cluster), erasure: Arc::new(erasure) })
+        Ok(Coordinator {
+            rpc,
+            cluster: Arc::new(cluster),
+            erasure: Arc::new(erasure),
+        })
     }
 
     /// Deletes the shards of an object version that is no longer referenced. Best effort, in
@@ -65,13 +69,20 @@ impl Coordinator {
         let ObjectData::Sharded { shard_nodes, .. } = data else {
             return;
         };
-        let targets: Vec<_> = shard_nodes.iter().enumerate().filter_map(|(i, n)| n.map(|n| (i as u8, n))).collect();
+        let targets: Vec<_> = shard_nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.map(|n| (i as u8, n)))
+            .collect();
         let rpc = self.rpc.clone();
         tokio::spawn(async move {
             for (idx, node) in targets {
                 let path = shard_path_and_query(version, idx, None);
                 let body = crate::rpc::full_body(bytes::Bytes::new());
-                if let Err(e) = rpc.request(node, http::Method::DELETE, &path, body, SHARD_READ_TIMEOUT).await {
+                if let Err(e) = rpc
+                    .request(node, http::Method::DELETE, &path, body, SHARD_READ_TIMEOUT)
+                    .await
+                {
                     tracing::warn!(%version, shard = idx, %node, error = %e, "could not delete shard; it stays as garbage");
                 }
             }

@@ -53,7 +53,10 @@ impl Coordinator {
             .map(move |(first, end_block)| {
                 let this = this.clone();
                 let data = data.clone();
-                async move { this.read_window(version, &data, size, first, end_block, start, end).await }
+                async move {
+                    this.read_window(version, &data, size, first, end_block, start, end)
+                        .await
+                }
             })
             .buffered(2)
             .flat_map(|r: Result<Vec<Bytes>, CoordError>| match r {
@@ -64,7 +67,10 @@ impl Coordinator {
     }
 
     /// Reads blocks `first..end_block` and returns the pieces of bytes in `start..end`.
-    #[allow(clippy::too_many_arguments, reason = "one window of one read; a struct would only rename them")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one window of one read; a struct would only rename them"
+    )]
     async fn read_window(
         &self,
         version: VersionId,
@@ -75,7 +81,13 @@ impl Coordinator {
         start: u64,
         end: u64,
     ) -> Result<Vec<Bytes>, CoordError> {
-        let ObjectData::Sharded { k, m, block_size, shard_nodes } = data else {
+        let ObjectData::Sharded {
+            k,
+            m,
+            block_size,
+            shard_nodes,
+        } = data
+        else {
             return Ok(Vec::new());
         };
         let k = *k as usize;
@@ -85,12 +97,15 @@ impl Coordinator {
 
         // shards[i] = blocks of shard i in this window, once fetched.
         let mut shards: Vec<Option<ShardBlocks>> = vec![None; n];
-        let mut candidates = shard_nodes.iter().enumerate().filter_map(|(i, node)| node.map(|node| (i, node)));
+        let mut candidates = shard_nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, node)| node.map(|node| (i, node)));
         let mut batch: Vec<(usize, NodeId)> = candidates.by_ref().take(k).collect();
         loop {
-            let fetched = futures::future::join_all(
-                batch.iter().map(|&(i, node)| self.fetch_shard_blocks(version, i, node, layout, first, end_block)),
-            )
+            let fetched = futures::future::join_all(batch.iter().map(|&(i, node)| {
+                self.fetch_shard_blocks(version, i, node, layout, first, end_block)
+            }))
             .await;
             for ((i, _), blocks) in batch.iter().zip(fetched) {
                 shards[*i] = Some(blocks);
@@ -109,7 +124,10 @@ impl Coordinator {
                     .find(|&b| shards.iter().flatten().filter(|s| s[b].is_some()).count() < k)
                     .unwrap_or(0) as u64
                     + first;
-                return Err(CoordError::ReadUnavailable { block, reason: "not enough intact shards reachable".into() });
+                return Err(CoordError::ReadUnavailable {
+                    block,
+                    reason: "not enough intact shards reachable".into(),
+                });
             }
         }
 
@@ -130,13 +148,19 @@ impl Coordinator {
                     let lo = want_start.max(s_start);
                     let hi = want_end.min(s_end);
                     if lo < hi {
-                        if let Some(Some(Some(shard))) = shards.get(i).map(|s| s.as_ref().map(|s| s[b].clone())) {
-                            pieces.push(shard.slice((lo - s_start) as usize..(hi - s_start) as usize));
+                        if let Some(Some(Some(shard))) =
+                            shards.get(i).map(|s| s.as_ref().map(|s| s[b].clone()))
+                        {
+                            pieces.push(
+                                shard.slice((lo - s_start) as usize..(hi - s_start) as usize),
+                            );
                         }
                     }
                 }
             } else {
-                let input: Vec<Option<Bytes>> = (0..n).map(|i| shards[i].as_ref().and_then(|s| s[b].clone())).collect();
+                let input: Vec<Option<Bytes>> = (0..n)
+                    .map(|i| shards[i].as_ref().and_then(|s| s[b].clone()))
+                    .collect();
                 let block = self.erasure.decode(input, block_len)?;
                 pieces.push(block.slice(want_start as usize..want_end as usize));
             }
@@ -159,7 +183,16 @@ impl Coordinator {
         let (lo, hi) = layout.records_range(first, end_block);
         let path = shard_path_and_query(version, i as u8, Some((lo, hi - lo)));
         let fetched = async {
-            let resp = self.rpc.request(node, Method::GET, &path, full_body(Bytes::new()), SHARD_READ_TIMEOUT).await?;
+            let resp = self
+                .rpc
+                .request(
+                    node,
+                    Method::GET,
+                    &path,
+                    full_body(Bytes::new()),
+                    SHARD_READ_TIMEOUT,
+                )
+                .await?;
             read_body(resp.into_body(), (hi - lo) as usize + 1).await
         };
         let bytes = match tokio::time::timeout(SHARD_READ_TIMEOUT, fetched).await {

@@ -16,7 +16,9 @@ use http::Method;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
-use super::{CoordError, Coordinator, SHARD_COMMIT_TIMEOUT, SHARD_QUEUE_CHUNKS, SHARD_SEND_TIMEOUT};
+use super::{
+    CoordError, Coordinator, SHARD_COMMIT_TIMEOUT, SHARD_QUEUE_CHUNKS, SHARD_SEND_TIMEOUT,
+};
 use crate::codec::shard_format::{block_hash, ShardHeader};
 use crate::meta::ObjectData;
 use crate::rpc::RpcError;
@@ -62,7 +64,9 @@ impl Coordinator {
                 let mut chunk = chunk.map_err(|e| CoordError::Body(e.to_string()))?;
                 size += chunk.len() as u64;
                 if size > MAX_OBJECT_SIZE_BYTES {
-                    return Err(CoordError::TooLarge { limit: MAX_OBJECT_SIZE_BYTES });
+                    return Err(CoordError::TooLarge {
+                        limit: MAX_OBJECT_SIZE_BYTES,
+                    });
                 }
                 while !chunk.is_empty() {
                     let take = (block_size - block.len()).min(chunk.len());
@@ -91,7 +95,10 @@ impl Coordinator {
         .await;
 
         match result {
-            Ok(None) => Ok(WriteOutcome { size, data: ObjectData::Inline(block.to_vec()) }),
+            Ok(None) => Ok(WriteOutcome {
+                size,
+                data: ObjectData::Inline(block.to_vec()),
+            }),
             Ok(Some(ws)) => self.finish(version, size, ws).await,
             Err(e) => {
                 if let Some(ws) = writers {
@@ -107,17 +114,26 @@ impl Coordinator {
         let n = profile.n_shards();
         let order = self.cluster.placement(version);
         if order.len() < n {
-            return Err(CoordError::ClusterTooSmall { have: order.len(), need: n });
+            return Err(CoordError::ClusterTooSmall {
+                have: order.len(),
+                need: n,
+            });
         }
         let mut writers = Vec::with_capacity(n);
         for (i, node) in order.into_iter().take(n).enumerate() {
             let (mut tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(SHARD_QUEUE_CHUNKS);
-            let header = ShardHeader { profile, shard_index: i as u8, block_size: self.cluster.block_size, version };
+            let header = ShardHeader {
+                profile,
+                shard_index: i as u8,
+                block_size: self.cluster.block_size,
+                version,
+            };
             let _ = tx.try_send(Ok(header.encode()));
             let complete = Arc::new(AtomicBool::new(false));
             let complete_at_end = complete.clone();
             let tail = futures::stream::once(async move {
-                (!complete_at_end.load(Ordering::Acquire)).then(|| Err(std::io::Error::other("shard write abandoned")))
+                (!complete_at_end.load(Ordering::Acquire))
+                    .then(|| Err(std::io::Error::other("shard write abandoned")))
             })
             .filter_map(futures::future::ready);
             let body = BodyExt::boxed(StreamBody::new(rx.chain(tail).map(|r| r.map(Frame::data))));
@@ -126,14 +142,32 @@ impl Coordinator {
             let response = tokio::spawn(async move {
                 // The call ends when the node has made the shard durable; sends are bounded
                 // separately by SHARD_SEND_TIMEOUT, the final answer by SHARD_COMMIT_TIMEOUT.
-                rpc.request(node, Method::PUT, &path, body, std::time::Duration::from_secs(24 * 3600)).await.map(|_| ())
+                rpc.request(
+                    node,
+                    Method::PUT,
+                    &path,
+                    body,
+                    std::time::Duration::from_secs(24 * 3600),
+                )
+                .await
+                .map(|_| ())
             });
-            writers.push(ShardWriter { node, tx: Some(tx), failed: false, complete, response });
+            writers.push(ShardWriter {
+                node,
+                tx: Some(tx),
+                failed: false,
+                complete,
+                response,
+            });
         }
         Ok(writers)
     }
 
-    async fn send_block(&self, writers: &mut [ShardWriter], block: Bytes) -> Result<(), CoordError> {
+    async fn send_block(
+        &self,
+        writers: &mut [ShardWriter],
+        block: Bytes,
+    ) -> Result<(), CoordError> {
         let shards = self.erasure.encode(block);
         let sends = writers.iter_mut().zip(shards).map(|(w, shard)| async move {
             let Some(tx) = w.tx.as_mut() else { return };
@@ -158,7 +192,12 @@ impl Coordinator {
         Ok(())
     }
 
-    async fn finish(&self, version: VersionId, size: u64, mut writers: Vec<ShardWriter>) -> Result<WriteOutcome, CoordError> {
+    async fn finish(
+        &self,
+        version: VersionId,
+        size: u64,
+        mut writers: Vec<ShardWriter>,
+    ) -> Result<WriteOutcome, CoordError> {
         let profile = self.cluster.profile;
         for w in writers.iter_mut() {
             if let Some(mut tx) = w.tx.take() {
@@ -185,7 +224,12 @@ impl Coordinator {
             }
         }
         let ok = shard_nodes.iter().flatten().count();
-        let data = ObjectData::Sharded { k: profile.k, m: profile.m, block_size: self.cluster.block_size, shard_nodes };
+        let data = ObjectData::Sharded {
+            k: profile.k,
+            m: profile.m,
+            block_size: self.cluster.block_size,
+            shard_nodes,
+        };
         let k = profile.k as usize;
         if ok < k {
             self.delete_shards_in_background(version, &data);
@@ -207,7 +251,12 @@ impl Coordinator {
             shard_nodes.push(Some(w.node));
         }
         let profile = self.cluster.profile;
-        let data = ObjectData::Sharded { k: profile.k, m: profile.m, block_size: self.cluster.block_size, shard_nodes };
+        let data = ObjectData::Sharded {
+            k: profile.k,
+            m: profile.m,
+            block_size: self.cluster.block_size,
+            shard_nodes,
+        };
         self.delete_shards_in_background(version, &data);
     }
 }

@@ -97,12 +97,28 @@ pub struct ObjectSummary {
 /// A state-changing command, replicated through Raft and applied in log order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    CreateBucket { name: String, id: BucketId, owner: String, created_ms: i64 },
-    DeleteBucket { name: String },
-    PutObject { bucket: String, key: String, record: ObjectRecord },
-    DeleteObject { bucket: String, key: String },
+    CreateBucket {
+        name: String,
+        id: BucketId,
+        owner: String,
+        created_ms: i64,
+    },
+    DeleteBucket {
+        name: String,
+    },
+    PutObject {
+        bucket: String,
+        key: String,
+        record: ObjectRecord,
+    },
+    DeleteObject {
+        bucket: String,
+        key: String,
+    },
     /// Creates the key unless a key with this id exists.
-    CreateAccessKey { record: AccessKeyRecord },
+    CreateAccessKey {
+        record: AccessKeyRecord,
+    },
 }
 
 /// The outcome of applying a [`Command`]. Deterministic in (state, command).
@@ -117,9 +133,13 @@ pub enum CommandResult {
     NoSuchBucket,
     BucketNotEmpty,
     /// The object was stored; the record it replaced, if any (its shards are garbage now).
-    ObjectPut { replaced: Option<ObjectRecord> },
+    ObjectPut {
+        replaced: Option<ObjectRecord>,
+    },
     /// The object is gone; the record removed, if there was one.
-    ObjectDeleted { removed: Option<ObjectRecord> },
+    ObjectDeleted {
+        removed: Option<ObjectRecord>,
+    },
     AccessKeyCreated,
     AccessKeyExists,
 }

@@ -29,17 +29,30 @@ impl ClusterSecret {
     fn mac(&self, method: &str, path_and_query: &str, timestamp_secs: u64) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .expect("HMAC accepts keys of any length");
-        mac.update(format!("baobab-rpc\n{PROTOCOL_VERSION}\n{method}\n{path_and_query}\n{timestamp_secs}").as_bytes());
+        mac.update(
+            format!("baobab-rpc\n{PROTOCOL_VERSION}\n{method}\n{path_and_query}\n{timestamp_secs}")
+                .as_bytes(),
+        );
         mac
     }
 
     /// The hex tag a client sends for this request.
     pub fn sign(&self, method: &str, path_and_query: &str, timestamp_secs: u64) -> String {
-        hex::encode(self.mac(method, path_and_query, timestamp_secs).finalize().into_bytes())
+        hex::encode(
+            self.mac(method, path_and_query, timestamp_secs)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Checks a tag in constant time, and that the timestamp is within the allowed skew.
-    pub fn verify(&self, method: &str, path_and_query: &str, timestamp_secs: u64, tag_hex: &str) -> bool {
+    pub fn verify(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        timestamp_secs: u64,
+        tag_hex: &str,
+    ) -> bool {
         let now = unix_now_secs();
         if now.abs_diff(timestamp_secs) > MAX_CLOCK_SKEW_SECS {
             return false;
@@ -47,12 +60,17 @@ impl ClusterSecret {
         let Ok(tag) = hex::decode(tag_hex) else {
             return false;
         };
-        self.mac(method, path_and_query, timestamp_secs).verify_slice(&tag).is_ok()
+        self.mac(method, path_and_query, timestamp_secs)
+            .verify_slice(&tag)
+            .is_ok()
     }
 }
 
 pub fn unix_now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -67,7 +85,12 @@ mod tests {
         assert!(s.verify("POST", "/v1/meta/read", now, &tag));
         assert!(!s.verify("POST", "/v1/meta/write", now, &tag));
         assert!(!ClusterSecret::new("other").verify("POST", "/v1/meta/read", now, &tag));
-        assert!(!s.verify("POST", "/v1/meta/read", now - 1000, &s.sign("POST", "/v1/meta/read", now - 1000)));
+        assert!(!s.verify(
+            "POST",
+            "/v1/meta/read",
+            now - 1000,
+            &s.sign("POST", "/v1/meta/read", now - 1000)
+        ));
         assert!(!s.verify("POST", "/v1/meta/read", now, "zz"));
     }
 }

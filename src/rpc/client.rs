@@ -15,7 +15,10 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::auth::{unix_now_secs, ClusterSecret};
 use super::server::full_body;
-use super::{decode, encode, RpcError, HEADER_AUTH, HEADER_PROTOCOL, HEADER_TIMESTAMP, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use super::{
+    decode, encode, RpcError, HEADER_AUTH, HEADER_PROTOCOL, HEADER_TIMESTAMP, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+};
 use crate::types::NodeId;
 
 pub type RpcBody = BoxBody<Bytes, std::io::Error>;
@@ -43,11 +46,18 @@ impl RpcClient {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .http2_keep_alive_timeout(Duration::from_secs(5))
             .build(connector);
-        RpcClient { secret, addrs: Arc::new(RwLock::new(addrs)), client }
+        RpcClient {
+            secret,
+            addrs: Arc::new(RwLock::new(addrs)),
+            client,
+        }
     }
 
     pub fn set_addr(&self, node: NodeId, addr: String) {
-        self.addrs.write().expect("rpc address map lock poisoned").insert(node, addr);
+        self.addrs
+            .write()
+            .expect("rpc address map lock poisoned")
+            .insert(node, addr);
     }
 
     fn addr(&self, node: NodeId) -> Result<String, RpcError> {
@@ -89,18 +99,29 @@ impl RpcClient {
                     timeout_ms: timeout.as_millis() as u64,
                 })
             }
-            Ok(Err(e)) => return Err(RpcError::Connect { node, reason: format!("{e:?}") }),
+            Ok(Err(e)) => {
+                return Err(RpcError::Connect {
+                    node,
+                    reason: format!("{e:?}"),
+                })
+            }
             Ok(Ok(resp)) => resp,
         };
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
-        let message = match tokio::time::timeout(timeout, read_body(resp.into_body(), 64 * 1024)).await {
-            Ok(Ok(b)) => String::from_utf8_lossy(&b).into_owned(),
-            _ => String::new(),
-        };
-        Err(RpcError::Status { node, path: path_and_query.to_string(), status: status.as_u16(), message })
+        let message =
+            match tokio::time::timeout(timeout, read_body(resp.into_body(), 64 * 1024)).await {
+                Ok(Ok(b)) => String::from_utf8_lossy(&b).into_owned(),
+                _ => String::new(),
+            };
+        Err(RpcError::Status {
+            node,
+            path: path_and_query.to_string(),
+            status: status.as_u16(),
+            message,
+        })
     }
 
     /// A whole-message call: `req` and the answer are MessagePack; `timeout` bounds the whole call.
@@ -113,13 +134,19 @@ impl RpcClient {
     ) -> Result<Resp, RpcError> {
         let body = full_body(encode(req)?);
         let work = async {
-            let resp = self.request(node, Method::POST, path, body, timeout).await?;
+            let resp = self
+                .request(node, Method::POST, path, body, timeout)
+                .await?;
             let bytes = read_body(resp.into_body(), MAX_MESSAGE_BYTES).await?;
             decode(&bytes)
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(RpcError::Timeout { node, path: path.to_string(), timeout_ms: timeout.as_millis() as u64 }),
+            Err(_) => Err(RpcError::Timeout {
+                node,
+                path: path.to_string(),
+                timeout_ms: timeout.as_millis() as u64,
+            }),
         }
     }
 }
@@ -133,4 +160,3 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, RpcError> 
         .map(|c| c.to_bytes())
         .map_err(|e| RpcError::Body(e.to_string()))
 }
-

@@ -9,9 +9,18 @@ pub enum RpcError {
     #[error("connection to {node} failed: {reason}")]
     Connect { node: NodeId, reason: String },
     #[error("call to {node} {path} timed out after {timeout_ms} ms")]
-    Timeout { node: NodeId, path: String, timeout_ms: u64 },
+    Timeout {
+        node: NodeId,
+        path: String,
+        timeout_ms: u64,
+    },
     #[error("{node} answered {path} with status {status}: {message}")]
-    Status { node: NodeId, path: String, status: u16, message: String },
+    Status {
+        node: NodeId,
+        path: String,
+        status: u16,
+        message: String,
+    },
     #[error("message codec: {0}")]
     Codec(String),
     #[error("body: {0}")]

@@ -45,10 +45,17 @@ fn authenticate(secret: &ClusterSecret, req: &Request<Incoming>) -> Result<(), B
     }
     let ts = header(HEADER_TIMESTAMP).and_then(|v| v.parse::<u64>().ok());
     let tag = header(HEADER_AUTH);
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     match (ts, tag) {
         (Some(ts), Some(tag)) if secret.verify(req.method().as_str(), path, ts, tag) => Ok(()),
-        _ => Err(Box::new(status_response(StatusCode::UNAUTHORIZED, "not authenticated"))),
+        _ => Err(Box::new(status_response(
+            StatusCode::UNAUTHORIZED,
+            "not authenticated",
+        ))),
     }
 }
 
@@ -98,7 +105,10 @@ pub async fn serve<H: RpcHandler>(
                 .initial_stream_window_size(4 * 1024 * 1024)
                 .initial_connection_window_size(16 * 1024 * 1024)
                 .max_frame_size(1024 * 1024);
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 debug!(%peer, error = %e, "rpc connection ended");
             }
         });

@@ -53,11 +53,18 @@ impl ShardStore {
 
     pub fn path(&self, version: VersionId, shard_index: u8) -> PathBuf {
         let name = version.to_string();
-        self.root.join(&name[..2]).join(format!("{name}.{shard_index}"))
+        self.root
+            .join(&name[..2])
+            .join(format!("{name}.{shard_index}"))
     }
 
     /// Writes a whole shard file from a stream of chunks, durably. Returns the bytes written.
-    pub async fn write<S, E>(&self, version: VersionId, shard_index: u8, mut body: S) -> Result<u64, ShardError>
+    pub async fn write<S, E>(
+        &self,
+        version: VersionId,
+        shard_index: u8,
+        mut body: S,
+    ) -> Result<u64, ShardError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -104,13 +111,21 @@ impl ShardStore {
     }
 
     /// Reads `len` bytes at `offset` of a shard file (fewer if the file is shorter).
-    pub async fn read(&self, version: VersionId, shard_index: u8, offset: u64, len: u64) -> Result<Bytes, ShardError> {
+    pub async fn read(
+        &self,
+        version: VersionId,
+        shard_index: u8,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, ShardError> {
         let path = self.path(version, shard_index);
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;
             let file = match std::fs::File::open(&path) {
                 Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ShardError::NotFound),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(ShardError::NotFound)
+                }
                 Err(e) => return Err(e.into()),
             };
             let file_len = file.metadata()?.len();
@@ -151,17 +166,44 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = ShardStore::open(dir.path()).expect("open");
         let v = VersionId(42);
-        let header = ShardHeader { profile: ErasureProfile { k: 2, m: 1 }, shard_index: 1, block_size: 1024, version: v };
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(header.encode().slice(..10)), Ok(header.encode().slice(10..)), Ok(Bytes::from_static(b"hello"))];
-        let n = store.write(v, 1, futures::stream::iter(chunks)).await.expect("write");
+        let header = ShardHeader {
+            profile: ErasureProfile { k: 2, m: 1 },
+            shard_index: 1,
+            block_size: 1024,
+            version: v,
+        };
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(header.encode().slice(..10)),
+            Ok(header.encode().slice(10..)),
+            Ok(Bytes::from_static(b"hello")),
+        ];
+        let n = store
+            .write(v, 1, futures::stream::iter(chunks))
+            .await
+            .expect("write");
         assert_eq!(n, HEADER_LEN + 5);
-        assert_eq!(store.read(v, 1, HEADER_LEN, 100).await.expect("read").as_ref(), b"hello");
+        assert_eq!(
+            store
+                .read(v, 1, HEADER_LEN, 100)
+                .await
+                .expect("read")
+                .as_ref(),
+            b"hello"
+        );
         // A header naming another shard is refused and leaves nothing behind.
         let bad: Vec<Result<Bytes, std::io::Error>> = vec![Ok(header.encode())];
-        assert!(matches!(store.write(v, 2, futures::stream::iter(bad)).await, Err(ShardError::HeaderMismatch)));
-        assert!(matches!(store.read(v, 2, 0, 1).await, Err(ShardError::NotFound)));
+        assert!(matches!(
+            store.write(v, 2, futures::stream::iter(bad)).await,
+            Err(ShardError::HeaderMismatch)
+        ));
+        assert!(matches!(
+            store.read(v, 2, 0, 1).await,
+            Err(ShardError::NotFound)
+        ));
         store.delete(v, 1).await.expect("delete");
-        assert!(matches!(store.read(v, 1, 0, 1).await, Err(ShardError::NotFound)));
+        assert!(matches!(
+            store.read(v, 1, 0, 1).await,
+            Err(ShardError::NotFound)
+        ));
     }
 }

@@ -13,9 +13,15 @@ use crate::types::VersionId;
 /// Largest range one shard GET may ask for.
 pub const MAX_SHARD_READ_BYTES: u64 = 256 * 1024 * 1024;
 
-pub fn shard_path_and_query(version: VersionId, shard_index: u8, range: Option<(u64, u64)>) -> String {
+pub fn shard_path_and_query(
+    version: VersionId,
+    shard_index: u8,
+    range: Option<(u64, u64)>,
+) -> String {
     match range {
-        Some((offset, len)) => format!("/v1/shard/{version}/{shard_index}?offset={offset}&len={len}"),
+        Some((offset, len)) => {
+            format!("/v1/shard/{version}/{shard_index}?offset={offset}&len={len}")
+        }
         None => format!("/v1/shard/{version}/{shard_index}"),
     }
 }
@@ -30,7 +36,10 @@ fn parse_name(path: &str) -> Option<(VersionId, u8)> {
     if v.len() != 32 {
         return None;
     }
-    Some((VersionId(u128::from_str_radix(v, 16).ok()?), i.parse().ok()?))
+    Some((
+        VersionId(u128::from_str_radix(v, 16).ok()?),
+        i.parse().ok()?,
+    ))
 }
 
 fn parse_range(query: Option<&str>) -> Option<(u64, u64)> {
@@ -49,7 +58,9 @@ fn parse_range(query: Option<&str>) -> Option<(u64, u64)> {
 fn error_response(e: ShardError) -> RpcResponse {
     let status = match e {
         ShardError::NotFound => StatusCode::NOT_FOUND,
-        ShardError::BadHeader(_) | ShardError::HeaderMismatch | ShardError::Body(_) => StatusCode::BAD_REQUEST,
+        ShardError::BadHeader(_) | ShardError::HeaderMismatch | ShardError::Body(_) => {
+            StatusCode::BAD_REQUEST
+        }
         ShardError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -65,7 +76,10 @@ impl ShardRpc {
         };
         match *req.method() {
             Method::PUT => {
-                let body = req.into_body().into_data_stream().map_err(|e| e.to_string());
+                let body = req
+                    .into_body()
+                    .into_data_stream()
+                    .map_err(|e| e.to_string());
                 match self.store.write(version, idx, Box::pin(body)).await {
                     Ok(n) => status_response(StatusCode::OK, n.to_string()),
                     Err(e) => error_response(e),
@@ -95,4 +109,3 @@ impl ShardRpc {
         }
     }
 }
-

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use baobab::meta::{MetaConfig, MetaNode};
-use baobab::rpc::{read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcResponse, MAX_MESSAGE_BYTES};
+use baobab::rpc::{
+    read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcResponse,
+    MAX_MESSAGE_BYTES,
+};
 use baobab::shard::{ShardRpc, ShardStore};
 use baobab::types::NodeId;
 use http::{Request, StatusCode};
@@ -44,8 +47,15 @@ impl RpcHandler for Handler {
             return self.shards.handle(req).await;
         }
         if path == "/v1/node/status" {
-            let leader = self.meta.get().and_then(|m| m.current_leader()).map(|n| n.0);
-            let status = NodeStatus { node_id: self.node_id.0, leader };
+            let leader = self
+                .meta
+                .get()
+                .and_then(|m| m.current_leader())
+                .map(|n| n.0);
+            let status = NodeStatus {
+                node_id: self.node_id.0,
+                leader,
+            };
             return match baobab::rpc::encode(&status) {
                 Ok(b) => http::Response::new(baobab::rpc::full_body(b)),
                 Err(e) => status_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -53,7 +63,10 @@ impl RpcHandler for Handler {
         }
         if path.starts_with("/v1/raft/") || path.starts_with("/v1/meta/") {
             let Some(meta) = self.meta.get() else {
-                return status_response(StatusCode::SERVICE_UNAVAILABLE, "metadata replica starting");
+                return status_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "metadata replica starting",
+                );
             };
             let body = match read_body(req.into_body(), MAX_MESSAGE_BYTES).await {
                 Ok(b) => b,
@@ -65,7 +78,10 @@ impl RpcHandler for Handler {
                     *resp.status_mut() = StatusCode::OK;
                     resp
                 }
-                Err(e) => status_response(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
+                Err(e) => status_response(
+                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    e.message,
+                ),
             };
         }
         status_response(StatusCode::NOT_FOUND, "no such rpc path")
@@ -88,11 +104,25 @@ impl StorageNode {
     ) -> anyhow::Result<StorageNode> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let store = ShardStore::open(&cfg.data_dir)?;
-        let handler = Arc::new(Handler { node_id: cfg.node_id, shards: ShardRpc { store }, meta: OnceLock::new() });
+        let handler = Arc::new(Handler {
+            node_id: cfg.node_id,
+            shards: ShardRpc { store },
+            meta: OnceLock::new(),
+        });
         let server = tokio::spawn(serve(listener, secret.clone(), handler.clone(), shutdown));
-        let rpc = RpcClient::new(secret, cfg.members.iter().map(|(id, addr)| (*id, addr.clone())).collect());
+        let rpc = RpcClient::new(
+            secret,
+            cfg.members
+                .iter()
+                .map(|(id, addr)| (*id, addr.clone()))
+                .collect(),
+        );
         let meta = MetaNode::open(
-            MetaConfig { node_id: cfg.node_id, dir: cfg.data_dir.join("meta"), members: cfg.members.clone() },
+            MetaConfig {
+                node_id: cfg.node_id,
+                dir: cfg.data_dir.join("meta"),
+                members: cfg.members.clone(),
+            },
             rpc,
         )
         .await?;
