@@ -118,3 +118,31 @@ def test_gateway_restart_loses_nothing(cluster):
     assert s3.get_object(Bucket="gwr", Key="obj")["Body"].read() == data
     assert s3.get_object(Bucket="gwr", Key="small")["Body"].read() == b"tiny"
     assert "gwr" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_paused_node(cluster):
+    """SIGSTOP a storage node that is not the metadata leader: reads and writes go on (slower,
+    by one timeout), and nothing is lost once it resumes."""
+    import os
+    import signal
+
+    s3 = cluster.client(read_timeout=120)
+    s3.create_bucket(Bucket="paused")
+    before = random_bytes(3 * MiB + 5)
+    s3.put_object(Bucket="paused", Key="before", Body=before)
+    leader = wait_for_leader(cluster)
+    victim = next(n for n in (1, 2, 3) if n != leader)
+    pid = int((cluster.dir / f"node{victim}.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = time.time()
+        assert s3.get_object(Bucket="paused", Key="before")["Body"].read() == before
+        during = random_bytes(2 * MiB + 9)
+        s3.put_object(Bucket="paused", Key="during", Body=during)
+        assert s3.get_object(Bucket="paused", Key="during")["Body"].read() == during
+        print(f"node {victim} paused: GET + PUT + GET took {time.time() - t:.1f} s")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for_leader(cluster)
+    assert s3.get_object(Bucket="paused", Key="before")["Body"].read() == before
+    assert s3.get_object(Bucket="paused", Key="during")["Body"].read() == during

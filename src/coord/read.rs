@@ -3,6 +3,9 @@
 //! are missing or corrupt. Windows of blocks are fetched with one window of read-ahead, so
 //! memory stays bounded whatever the object size.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::Method;
@@ -17,6 +20,16 @@ use crate::types::{NodeId, VersionId, READ_WINDOW_BLOCKS};
 /// The blocks of one shard for one window: None where missing or corrupt.
 type ShardBlocks = Vec<Option<Bytes>>;
 
+/// One window of a read: blocks `first..end_block`, of which bytes `start..end` of the object
+/// are wanted.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    first: u64,
+    end_block: u64,
+    start: u64,
+    end: u64,
+}
+
 impl Coordinator {
     /// Streams bytes `start..end` of an object's data.
     pub fn read(
@@ -29,6 +42,9 @@ impl Coordinator {
     ) -> impl Stream<Item = Result<Bytes, CoordError>> + Send + 'static {
         let this = self.clone();
         let data = data.clone();
+        // Nodes that failed to answer during this read: later windows try them last, so a dead
+        // or paused node costs one timeout per read, not one per window.
+        let unreachable: Arc<Mutex<HashSet<NodeId>>> = Arc::default();
         let windows: Vec<(u64, u64)> = match &data {
             ObjectData::Sharded { block_size, .. } if end > start => {
                 let bs = *block_size as u64;
@@ -53,8 +69,15 @@ impl Coordinator {
             .map(move |(first, end_block)| {
                 let this = this.clone();
                 let data = data.clone();
+                let unreachable = unreachable.clone();
                 async move {
-                    this.read_window(version, &data, size, first, end_block, start, end)
+                    let window = Window {
+                        first,
+                        end_block,
+                        start,
+                        end,
+                    };
+                    this.read_window(version, &data, size, window, &unreachable)
                         .await
                 }
             })
@@ -67,20 +90,20 @@ impl Coordinator {
     }
 
     /// Reads blocks `first..end_block` and returns the pieces of bytes in `start..end`.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one window of one read; a struct would only rename them"
-    )]
     async fn read_window(
         &self,
         version: VersionId,
         data: &ObjectData,
         size: u64,
-        first: u64,
-        end_block: u64,
-        start: u64,
-        end: u64,
+        window: Window,
+        unreachable: &Mutex<HashSet<NodeId>>,
     ) -> Result<Vec<Bytes>, CoordError> {
+        let Window {
+            first,
+            end_block,
+            start,
+            end,
+        } = window;
         let ObjectData::Sharded {
             k,
             m,
@@ -97,18 +120,33 @@ impl Coordinator {
 
         // shards[i] = blocks of shard i in this window, once fetched.
         let mut shards: Vec<Option<ShardBlocks>> = vec![None; n];
-        let mut candidates = shard_nodes
+        // Data shards first (no decoding needed), nodes that failed earlier in this read last.
+        let mut ordered: Vec<(usize, NodeId)> = shard_nodes
             .iter()
             .enumerate()
-            .filter_map(|(i, node)| node.map(|node| (i, node)));
+            .filter_map(|(i, node)| node.map(|node| (i, node)))
+            .collect();
+        {
+            let failed = unreachable
+                .lock()
+                .expect("unreachable-node set lock poisoned");
+            ordered.sort_by_key(|(i, node)| (failed.contains(node), *i));
+        }
+        let mut candidates = ordered.into_iter();
         let mut batch: Vec<(usize, NodeId)> = candidates.by_ref().take(k).collect();
         loop {
             let fetched = futures::future::join_all(batch.iter().map(|&(i, node)| {
                 self.fetch_shard_blocks(version, i, node, layout, first, end_block)
             }))
             .await;
-            for ((i, _), blocks) in batch.iter().zip(fetched) {
-                shards[*i] = Some(blocks);
+            for (&(i, node), (blocks, reachable)) in batch.iter().zip(fetched) {
+                if !reachable {
+                    unreachable
+                        .lock()
+                        .expect("unreachable-node set lock poisoned")
+                        .insert(node);
+                }
+                shards[i] = Some(blocks);
             }
             // The fewest good shards any block of the window has.
             let worst = (0..n_blocks)
@@ -169,7 +207,8 @@ impl Coordinator {
     }
 
     /// Fetches and verifies shard `i`'s records of blocks `first..end_block` from `node`.
-    /// Unreachable nodes and corrupt blocks come back as None (corruption is logged).
+    /// Unreachable nodes and corrupt blocks come back as None (corruption is logged); the flag
+    /// says whether the node answered at all.
     async fn fetch_shard_blocks(
         &self,
         version: VersionId,
@@ -178,7 +217,7 @@ impl Coordinator {
         layout: ShardLayout,
         first: u64,
         end_block: u64,
-    ) -> ShardBlocks {
+    ) -> (ShardBlocks, bool) {
         let n_blocks = (end_block - first) as usize;
         let (lo, hi) = layout.records_range(first, end_block);
         let path = shard_path_and_query(version, i as u8, Some((lo, hi - lo)));
@@ -199,11 +238,11 @@ impl Coordinator {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::warn!(%version, shard = i, %node, error = %e, "shard read failed; using other shards");
-                return vec![None; n_blocks];
+                return (vec![None; n_blocks], false);
             }
             Err(_) => {
                 tracing::warn!(%version, shard = i, %node, "shard read timed out; using other shards");
-                return vec![None; n_blocks];
+                return (vec![None; n_blocks], false);
             }
         };
         let mut out = Vec::with_capacity(n_blocks);
@@ -220,6 +259,6 @@ impl Coordinator {
             }
             out.push(verified);
         }
-        out
+        (out, true)
     }
 }
