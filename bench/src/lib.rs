@@ -1,1 +1,0 @@
-//! Benchmarks live here; the load generator arrives with its own issue.
