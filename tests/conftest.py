@@ -25,6 +25,9 @@ BIN = os.environ.get("BAOBAB_BIN") or str(
     Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/baobab-target")) / "release/baobab"
 )
 LOCAL_CLUSTER = str(ROOT / "scripts/local-cluster.sh")
+# Replaced and deleted objects' shards are kept this long (the default 60 s would make the
+# tests that check their removal slow).
+RETIRED_DATA_GRACE_SECS = 3
 MiB = 1024 * 1024
 
 
@@ -136,7 +139,8 @@ class DevCluster(Cluster):
             env_file.unlink()
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [BIN, "dev", "--data-dir", str(self.data_dir), "--s3-port", str(self.s3_port)],
+            [BIN, "dev", "--data-dir", str(self.data_dir), "--s3-port", str(self.s3_port),
+             "--retired-data-grace-secs", str(RETIRED_DATA_GRACE_SECS)],
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -179,7 +183,8 @@ class LocalCluster(Cluster):
         self.s3_port = port
 
     def script(self, *args, check=True):
-        env = dict(os.environ, BAOBAB_BIN=BIN)
+        env = dict(os.environ, BAOBAB_BIN=BIN,
+                   BAOBAB_RETIRED_DATA_GRACE_SECS=str(RETIRED_DATA_GRACE_SECS))
         return subprocess.run(
             [LOCAL_CLUSTER, args[0], str(self.dir), *args[1:]],
             env=env,

@@ -64,6 +64,14 @@ pub struct S3Config {
     pub region: String,
     /// Domain for virtual-hosted-style requests (`bucket.<root_domain>`).
     pub root_domain: Option<String>,
+    /// Seconds the data of a replaced or deleted object stays readable for GETs that started
+    /// before (default 60).
+    #[serde(default = "default_retired_data_grace_secs")]
+    pub retired_data_grace_secs: u64,
+}
+
+fn default_retired_data_grace_secs() -> u64 {
+    baobab::coord::DEFAULT_RETIRED_DATA_GRACE.as_secs()
 }
 
 fn default_region() -> String {

@@ -74,7 +74,11 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-pub async fn run(data_dir: &Path, s3_port: u16) -> anyhow::Result<()> {
+pub async fn run(
+    data_dir: &Path,
+    s3_port: u16,
+    retired_data_grace: std::time::Duration,
+) -> anyhow::Result<()> {
     init_logging(None)?;
     std::fs::create_dir_all(data_dir)?;
     let data_dir = data_dir.canonicalize()?;
@@ -134,7 +138,7 @@ pub async fn run(data_dir: &Path, s3_port: u16) -> anyhow::Result<()> {
         profile: ErasureProfile { k: 2, m: 1 },
         block_size: DEFAULT_BLOCK_SIZE_BYTES,
     };
-    let coord = Coordinator::new(rpc, view)?;
+    let coord = Coordinator::new(rpc, view)?.with_retired_data_grace(retired_data_grace);
     let t = token.clone();
     let gw_cfg = GatewayConfig {
         region: REGION.to_string(),

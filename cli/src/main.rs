@@ -36,6 +36,9 @@ enum Command {
         /// S3 port on 127.0.0.1; the storage nodes use the three ports after it.
         #[arg(long, default_value_t = 3900)]
         s3_port: u16,
+        /// Seconds the data of replaced or deleted objects stays readable for GETs in flight.
+        #[arg(long, default_value_t = baobab::coord::DEFAULT_RETIRED_DATA_GRACE.as_secs())]
+        retired_data_grace_secs: u64,
     },
     /// Manage access keys.
     Key {
@@ -82,7 +85,18 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server { config } => run::server(&config).await,
-            Command::Dev { data_dir, s3_port } => dev::run(&data_dir, s3_port).await,
+            Command::Dev {
+                data_dir,
+                s3_port,
+                retired_data_grace_secs,
+            } => {
+                dev::run(
+                    &data_dir,
+                    s3_port,
+                    std::time::Duration::from_secs(retired_data_grace_secs),
+                )
+                .await
+            }
             Command::Key {
                 command:
                     KeyCommand::Create {

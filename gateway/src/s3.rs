@@ -146,8 +146,7 @@ impl Gateway {
         {
             CommandResult::ObjectDeleted { removed } => {
                 if let Some(old) = removed {
-                    self.coord
-                        .delete_shards_in_background(old.version, &old.data);
+                    self.coord.retire_shards(old.version, &old.data);
                 }
                 Ok(())
             }
@@ -457,8 +456,7 @@ impl S3 for Gateway {
             Ok(CommandResult::ObjectPut { replaced }) => {
                 if let Some(old) = replaced {
                     if old.version != version {
-                        self.coord
-                            .delete_shards_in_background(old.version, &old.data);
+                        self.coord.retire_shards(old.version, &old.data);
                     }
                 }
             }

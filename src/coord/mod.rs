@@ -26,6 +26,9 @@ pub const SHARD_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 pub const SHARD_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Chunks queued per shard writer: bounds memory per PUT to about this many blocks.
 pub const SHARD_QUEUE_CHUNKS: usize = 8;
+/// Default time the shards of a replaced or deleted object version are kept, so that reads
+/// which started before the replacement (on any gateway) can finish.
+pub const DEFAULT_RETIRED_DATA_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
@@ -51,6 +54,7 @@ pub struct Coordinator {
     pub(crate) rpc: RpcClient,
     pub(crate) cluster: Arc<ClusterView>,
     pub(crate) erasure: Arc<Erasure>,
+    retired_data_grace: std::time::Duration,
 }
 
 impl Coordinator {
@@ -60,11 +64,36 @@ impl Coordinator {
             rpc,
             cluster: Arc::new(cluster),
             erasure: Arc::new(erasure),
+            retired_data_grace: DEFAULT_RETIRED_DATA_GRACE,
         })
     }
 
-    /// Deletes the shards of an object version that is no longer referenced. Best effort, in
-    /// the background: a shard left behind is garbage, never wrong data.
+    /// How long the shards of replaced or deleted versions stay readable (see
+    /// [`Coordinator::retire_shards`]).
+    pub fn with_retired_data_grace(mut self, grace: std::time::Duration) -> Self {
+        self.retired_data_grace = grace;
+        self
+    }
+
+    /// Deletes the shards of a version that a committed overwrite or delete unlinked, after the
+    /// grace period: a GET that resolved the old record just before may still be streaming it.
+    /// Best effort like [`Coordinator::delete_shards_in_background`]; a gateway that stops
+    /// within the grace period leaves the shards as garbage.
+    pub fn retire_shards(&self, version: VersionId, data: &ObjectData) {
+        if !matches!(data, ObjectData::Sharded { .. }) {
+            return;
+        }
+        let this = self.clone();
+        let data = data.clone();
+        let grace = self.retired_data_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            this.delete_shards_in_background(version, &data);
+        });
+    }
+
+    /// Deletes the shards of an object version that was never committed or is no longer read.
+    /// Best effort, in the background: a shard left behind is garbage, never wrong data.
     pub fn delete_shards_in_background(&self, version: VersionId, data: &ObjectData) {
         let ObjectData::Sharded { shard_nodes, .. } = data else {
             return;

@@ -119,6 +119,9 @@ pub enum Command {
     CreateAccessKey {
         record: AccessKeyRecord,
     },
+    /// Group commit: commands from concurrent clients in one Raft entry (one log fsync per
+    /// node), applied in order, each seeing the changes of those before it. Never nested.
+    Batch(Vec<Command>),
 }
 
 /// The outcome of applying a [`Command`]. Deterministic in (state, command).
@@ -142,6 +145,8 @@ pub enum CommandResult {
     },
     AccessKeyCreated,
     AccessKeyExists,
+    /// The results of a [`Command::Batch`], one per command, in order.
+    Batch(Vec<CommandResult>),
 }
 
 /// A read, answered linearizably by the leader.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Snapshot};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{info, warn};
 
 use super::error::{MetaError, MetaRpcError};
@@ -68,6 +69,94 @@ pub struct MetaNode {
     id: NodeId,
     raft: Raft,
     db: Arc<MetaDb>,
+    writes: mpsc::Sender<PendingWrite>,
+}
+
+/// A write waiting for the group-commit loop.
+type PendingWrite = (Command, oneshot::Sender<WriteReply>);
+
+/// Commands in one group commit at most, and their inline data at most (bytes).
+const MAX_BATCH_COMMANDS: usize = 256;
+const MAX_BATCH_INLINE_BYTES: usize = 2 << 20;
+/// Raft entries being committed at once by the group-commit loop: while they are in flight,
+/// new writes queue and go into the next entry together.
+const MAX_WRITES_IN_FLIGHT: usize = 2;
+
+/// Group commit. openraft 0.9 turns each `client_write` into its own log append and fsync on
+/// every node, so concurrent writes are gathered here into one [`Command::Batch`] entry:
+/// whatever queued while earlier entries were in flight goes in the next one.
+async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut inline_bytes = inline_len(&first.0);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS && inline_bytes < MAX_BATCH_INLINE_BYTES {
+            match rx.try_recv() {
+                Ok(w) => {
+                    inline_bytes += inline_len(&w.0);
+                    batch.push(w);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if batch.len() == 1 {
+                if let Some((cmd, tx)) = batch.pop() {
+                    let _ = tx.send(write_entry(&raft, cmd).await);
+                }
+                return;
+            }
+            let (cmds, txs): (Vec<Command>, Vec<oneshot::Sender<WriteReply>>) =
+                batch.into_iter().unzip();
+            let n = cmds.len();
+            match write_entry(&raft, Command::Batch(cmds)).await {
+                WriteReply::Ok(CommandResult::Batch(results)) if results.len() == n => {
+                    for (tx, r) in txs.into_iter().zip(results) {
+                        let _ = tx.send(WriteReply::Ok(r));
+                    }
+                }
+                WriteReply::Ok(other) => {
+                    warn!(
+                        ?other,
+                        "a command batch answered with a result of another shape"
+                    );
+                    for tx in txs {
+                        let _ = tx.send(WriteReply::Failed("batch result mismatch".into()));
+                    }
+                }
+                reply => {
+                    for tx in txs {
+                        let _ = tx.send(reply.clone());
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn inline_len(cmd: &Command) -> usize {
+    match cmd {
+        Command::PutObject { record, .. } => match &record.data {
+            super::model::ObjectData::Inline(b) => b.len(),
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+async fn write_entry(raft: &Raft, cmd: Command) -> WriteReply {
+    match raft.client_write(cmd).await {
+        Ok(resp) => WriteReply::Ok(resp.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => WriteReply::NotLeader {
+            leader: f.leader_id,
+        },
+        Err(e) => WriteReply::Failed(e.to_string()),
+    }
 }
 
 impl MetaNode {
@@ -115,10 +204,13 @@ impl MetaNode {
             }
         }
         spawn_leader_logger(cfg.node_id, &raft);
+        let (writes, rx) = mpsc::channel(4 * MAX_BATCH_COMMANDS);
+        tokio::spawn(group_commit_loop(raft.clone(), rx));
         Ok(Arc::new(MetaNode {
             id: cfg.node_id,
             raft,
             db,
+            writes,
         }))
     }
 
@@ -162,17 +254,18 @@ impl MetaNode {
         reply.map_err(|e| MetaRpcError::internal(e.to_string()))
     }
 
-    /// Replicates and applies one command if this node leads.
+    /// Replicates and applies one command if this node leads (group-committed with the
+    /// writes that arrive meanwhile).
     pub async fn write(&self, cmd: Command) -> WriteReply {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => WriteReply::Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                WriteReply::NotLeader {
-                    leader: f.leader_id,
-                }
-            }
-            Err(e) => WriteReply::Failed(e.to_string()),
+        if matches!(cmd, Command::Batch(_)) {
+            return WriteReply::Failed("batches are formed by the leader, not sent".into());
         }
+        let (tx, rx) = oneshot::channel();
+        if self.writes.send((cmd, tx)).await.is_err() {
+            return WriteReply::Failed("metadata node is shutting down".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| WriteReply::Failed("metadata write was dropped".into()))
     }
 
     /// Answers a query linearizably if this node leads.

@@ -192,6 +192,11 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
                 vec![Op::Put(k, encode_value(record)?)],
             ))
         }
+        // The store applies a batch command by command (each must see the writes of the one
+        // before); reaching here means a nested batch, which no writer produces.
+        Command::Batch(_) => Err(MetaError::Codec(
+            "a command batch cannot be applied as one command".into(),
+        )),
     }
 }
 

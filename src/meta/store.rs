@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::error::MetaError;
-use super::model::{CommandResult, Query, QueryResult};
+use super::model::{Command, CommandResult, Query, QueryResult};
 use super::raft::{Entry, LogId, RaftNodeId, StorageError, StoredMembership, TypeConfig};
 use super::state::{self, decode_value, encode_value, KvCursor, KvEntry, Op, StateRead};
 
@@ -53,6 +53,8 @@ const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_LAST_MEMBERSHIP: &[u8] = b"last_membership";
+/// `(log id, n)`: the first n commands of that batch entry are applied (see `apply_batch`).
+const KEY_BATCH_PROGRESS: &[u8] = b"batch_progress";
 
 /// The snapshot format: a version byte then MessagePack of [`SnapshotPayload`].
 #[derive(Serialize, Deserialize)]
@@ -377,10 +379,62 @@ impl StateMachineStore {
         Ok(())
     }
 
+    /// Applies a batch entry one command at a time: each command's changes are written (not
+    /// synced) before the next reads the state. Each write also records how many commands are
+    /// done, so replaying the entry after a crash skips them instead of applying them twice;
+    /// the last command's write moves `last_applied`.
+    fn apply_batch(&self, log_id: LogId, cmds: Vec<Command>) -> Result<CommandResult, MetaError> {
+        let done = match self
+            .db
+            .get_meta::<(LogId, u64)>(CF_SM_META, KEY_BATCH_PROGRESS)?
+        {
+            Some((id, n)) if id == log_id => n as usize,
+            _ => 0,
+        };
+        let n = cmds.len();
+        let mut results = Vec::with_capacity(n);
+        if n == 0 {
+            let mut batch = WriteBatch::default();
+            self.put_applied(&mut batch, &log_id)?;
+            self.db.write(batch, false)?;
+        }
+        for (j, cmd) in cmds.into_iter().enumerate() {
+            if j < done {
+                // Applied before a restart; its result went nowhere then and goes nowhere now.
+                results.push(CommandResult::Ok);
+                continue;
+            }
+            let mut batch = WriteBatch::default();
+            let (result, ops) = state::apply(&DbState { db: &self.db }, &cmd)?;
+            let cf = self.db.cf(CF_SM_DATA);
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => batch.put_cf(cf, k, v),
+                    Op::Delete(k) => batch.delete_cf(cf, k),
+                }
+            }
+            if j + 1 < n {
+                batch.put_cf(
+                    self.db.cf(CF_SM_META),
+                    KEY_BATCH_PROGRESS,
+                    encode_value(&(log_id, (j + 1) as u64))?,
+                );
+            } else {
+                self.put_applied(&mut batch, &log_id)?;
+            }
+            self.db.write(batch, false)?;
+            results.push(result);
+        }
+        Ok(CommandResult::Batch(results))
+    }
+
     fn apply_one(&self, entry: Entry) -> Result<CommandResult, MetaError> {
         let mut batch = WriteBatch::default();
         let result = match entry.payload {
             EntryPayload::Blank => CommandResult::Ok,
+            EntryPayload::Normal(Command::Batch(cmds)) => {
+                return self.apply_batch(entry.log_id, cmds);
+            }
             EntryPayload::Normal(cmd) => {
                 let (result, ops) = state::apply(&DbState { db: &self.db }, &cmd)?;
                 let cf = self.db.cf(CF_SM_DATA);
@@ -682,5 +736,90 @@ mod tests {
             .install_snapshot(&snap.meta, Box::new(Cursor::new(vec![1, 0xc1])))
             .await
             .is_err());
+    }
+
+    fn put(key: &str, version: u128) -> Command {
+        use crate::meta::model::{Checksums, ObjectData, ObjectRecord};
+        Command::PutObject {
+            bucket: "b".into(),
+            key: key.into(),
+            record: ObjectRecord {
+                version: crate::types::VersionId(version),
+                size: 1,
+                etag: "e".into(),
+                last_modified_ms: 1,
+                content_type: None,
+                content_encoding: None,
+                content_disposition: None,
+                content_language: None,
+                cache_control: None,
+                expires_ms: None,
+                user_meta: BTreeMap::new(),
+                checksums: Checksums::default(),
+                data: ObjectData::Inline(vec![version as u8]),
+            },
+        }
+    }
+
+    fn replaced_version(r: &CommandResult) -> Option<u128> {
+        match r {
+            CommandResult::ObjectPut { replaced } => replaced.as_ref().map(|o| o.version.0),
+            other => panic!("not a put result: {other:?}"),
+        }
+    }
+
+    /// Commands of a batch see the changes of those before them, and a batch half applied
+    /// before a crash is finished on replay without applying its first half twice.
+    #[tokio::test]
+    async fn batch_applies_in_order_and_resumes_after_a_crash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = MetaDb::open(dir.path()).expect("open");
+        let mut sm = StateMachineStore::new(db.clone());
+        let batch = Command::Batch(vec![bucket("b"), put("k", 1), put("k", 2)]);
+        let results = sm.apply(vec![entry(1, 1, batch)]).await.expect("apply");
+        let [CommandResult::Batch(r)] = results.as_slice() else {
+            panic!("one batch result expected: {results:?}")
+        };
+        assert_eq!(r[0], CommandResult::BucketCreated);
+        assert_eq!(replaced_version(&r[1]), None);
+        assert_eq!(
+            replaced_version(&r[2]),
+            Some(1),
+            "the second put sees the first"
+        );
+        assert_eq!(
+            sm.applied_state().await.expect("applied").0,
+            Some(log_id(1, 1))
+        );
+
+        // A crash after the first two commands of entry 2 had been written: the progress
+        // marker says 2 are done, last_applied still names entry 1.
+        let mut w = WriteBatch::default();
+        w.put_cf(
+            db.cf(CF_SM_META),
+            KEY_BATCH_PROGRESS,
+            encode_value(&(log_id(1, 2), 2u64)).expect("enc"),
+        );
+        db.write(w, true).expect("write");
+        // The replay skips the first two commands (they change nothing now): k is still
+        // version 2 when the third command replaces it.
+        let replay = Command::Batch(vec![put("k", 3), put("x", 4), put("k", 5)]);
+        let results = sm.apply(vec![entry(1, 2, replay)]).await.expect("apply");
+        let [CommandResult::Batch(r)] = results.as_slice() else {
+            panic!("one batch result expected")
+        };
+        assert_eq!(r[0], CommandResult::Ok, "skipped: applied before the crash");
+        assert_eq!(r[1], CommandResult::Ok);
+        assert_eq!(replaced_version(&r[2]), Some(2));
+        assert_eq!(
+            sm.applied_state().await.expect("applied").0,
+            Some(log_id(1, 2))
+        );
+        // A nested batch is refused.
+        assert!(state::apply(
+            &DbState { db: &db },
+            &Command::Batch(vec![Command::Batch(vec![])])
+        )
+        .is_err());
     }
 }
