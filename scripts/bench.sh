@@ -3,7 +3,7 @@
 # gateway; scripts/local-cluster.sh), runs the standard scenarios with baobab-bench and the
 # hot-path micro-benchmarks, and writes a Markdown report.
 #
-#   scripts/bench.sh [--out FILE] [--no-micro] [--quick] [--s3-port P] [--bin BAOBAB]
+#   scripts/bench.sh [--out FILE] [--no-micro] [--quick] [--s3-port P] [--bin BAOBAB] [--label L]
 #
 # --out      report path (default bench/reports/<date>-<commit>.md)
 # --bin      benchmark this baobab binary (e.g. an older build kept aside) instead of the build
@@ -35,7 +35,8 @@ done
 
 install_build_prereqs
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baobab-target}"
-cargo build --release -p baobab-cli -p baobab-bench
+# The same build as scripts/test.sh, so neither rebuilds what the other built.
+cargo build --release --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release"
 export BAOBAB_BIN="${server_bin:-$bin/baobab}"
 commit=$(git rev-parse --short HEAD)
