@@ -7,6 +7,7 @@
 //! on write: readers verify the per-block BLAKE3 hashes.
 
 mod rpc;
+mod writer;
 
 pub use rpc::{shard_path_and_query, ShardRpc};
 
@@ -18,6 +19,7 @@ use futures::{Stream, StreamExt};
 use crate::codec::shard_format::{ShardFormatError, ShardHeader, HEADER_LEN};
 use crate::fsutil;
 use crate::types::VersionId;
+use writer::ShardFileWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -33,93 +35,12 @@ pub enum ShardError {
     Io(#[from] std::io::Error),
 }
 
-/// Bytes gathered from the incoming stream before one vectored write: few syscalls and
-/// thread hops per shard, and the body's own buffers go to the kernel without a copy.
-const WRITE_BATCH_BYTES: usize = 1 << 20;
-
-/// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024).
-const MAX_IOVECS: usize = 1024;
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(std::io::Error::other)?
-}
-
-/// Writes batches of chunks to a file on the blocking pool, one batch in flight while the
-/// next is received.
-struct PipelinedWriter {
-    file: Option<std::fs::File>,
-    in_flight: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
-}
-
-impl PipelinedWriter {
-    fn new(file: std::fs::File) -> Self {
-        PipelinedWriter {
-            file: Some(file),
-            in_flight: None,
-        }
-    }
-
-    async fn take_file(&mut self) -> std::io::Result<std::fs::File> {
-        if let Some(h) = self.in_flight.take() {
-            return h.await.map_err(std::io::Error::other)?;
-        }
-        self.file
-            .take()
-            .ok_or_else(|| std::io::Error::other("shard file lost after a failed write"))
-    }
-
-    async fn submit(&mut self, chunks: Vec<Bytes>) -> std::io::Result<()> {
-        let mut file = self.take_file().await?;
-        if chunks.is_empty() {
-            self.file = Some(file);
-            return Ok(());
-        }
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            write_all_vectored(&mut file, &chunks)?;
-            Ok(file)
-        }));
-        Ok(())
-    }
-
-    async fn finish(mut self) -> std::io::Result<std::fs::File> {
-        self.take_file().await
-    }
-}
-
-/// `write_all` over several buffers with `writev`, resuming after short writes.
-fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
-    use std::io::{IoSlice, Write};
-    let (mut idx, mut off) = (0usize, 0usize);
-    while idx < chunks.len() {
-        let slices: Vec<IoSlice<'_>> = std::iter::once(&chunks[idx][off..])
-            .chain(chunks[idx + 1..].iter().map(|c| &c[..]))
-            .take(MAX_IOVECS)
-            .map(IoSlice::new)
-            .collect();
-        let mut n = match file.write_vectored(&slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        while idx < chunks.len() && n >= chunks[idx].len() - off {
-            n -= chunks[idx].len() - off;
-            idx += 1;
-            off = 0;
-        }
-        off += n;
-    }
-    Ok(())
-}
-
 /// Shard files under `<data_dir>/shards`.
 #[derive(Debug, Clone)]
 pub struct ShardStore {
     root: PathBuf,
+    /// Write shard files with `O_DIRECT` where the file system allows it (see `writer`).
+    direct_io: bool,
 }
 
 impl ShardStore {
@@ -130,7 +51,16 @@ impl ShardStore {
         if removed > 0 {
             tracing::info!(removed, "removed temp shard files left by a crash");
         }
-        Ok(ShardStore { root })
+        Ok(ShardStore {
+            root,
+            direct_io: true,
+        })
+    }
+
+    /// Writes through the page cache instead of `O_DIRECT` (for comparisons).
+    pub fn with_direct_io(mut self, direct_io: bool) -> Self {
+        self.direct_io = direct_io;
+        self
     }
 
     pub fn path(&self, version: VersionId, shard_index: u8) -> PathBuf {
@@ -157,10 +87,7 @@ impl ShardStore {
         }
         let tmp = fsutil::temp_path(&path);
         let result = async {
-            let file = tokio::fs::File::create(&tmp).await?.into_std().await;
-            let mut writer = PipelinedWriter::new(file);
-            let mut pending: Vec<Bytes> = Vec::new();
-            let mut pending_len = 0usize;
+            let mut writer = ShardFileWriter::create(&tmp, self.direct_io).await?;
             let mut written: u64 = 0;
             let mut header_checked = false;
             let mut head = Vec::with_capacity(HEADER_LEN as usize);
@@ -177,23 +104,13 @@ impl ShardStore {
                         header_checked = true;
                     }
                 }
-                if chunk.is_empty() {
-                    continue;
-                }
                 written += chunk.len() as u64;
-                pending_len += chunk.len();
-                pending.push(chunk);
-                if pending_len >= WRITE_BATCH_BYTES {
-                    writer.submit(std::mem::take(&mut pending)).await?;
-                    pending_len = 0;
-                }
+                writer.push(chunk).await?;
             }
             if !header_checked {
                 return Err(ShardError::BadHeader(ShardFormatError::Truncated));
             }
-            writer.submit(pending).await?;
-            let file = writer.finish().await?;
-            blocking(move || file.sync_data()).await?;
+            writer.finish().await?;
             fsutil::commit_durable(&tmp, &path).await?;
             Ok(written)
         }
@@ -299,20 +216,5 @@ mod tests {
             store.read(v, 1, 0, 1).await,
             Err(ShardError::NotFound)
         ));
-    }
-
-    /// More buffers than one writev takes, of uneven sizes, arrive in order and whole.
-    #[test]
-    fn vectored_write_of_many_chunks() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("f");
-        let chunks: Vec<Bytes> = (0..3000u32)
-            .map(|i| Bytes::from(vec![(i % 251) as u8; 1 + (i as usize * 7) % 300]))
-            .collect();
-        let mut file = std::fs::File::create(&path).expect("create");
-        write_all_vectored(&mut file, &chunks).expect("write");
-        drop(file);
-        let want: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        assert_eq!(std::fs::read(&path).expect("read"), want);
     }
 }
