@@ -15,8 +15,7 @@ use clap::Parser;
 
 use payload::{parse_bytes, Payloads, SizeSpec};
 use report::{EndpointResult, Machine, Report};
-use run::{Budget, Plan, Progress, Target, Workload};
-use stats::{Recorder, Summary};
+use run::{Budget, Measured, Plan, Progress, Target, Workload};
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -218,16 +217,13 @@ async fn run_main(args: Args) -> anyhow::Result<bool> {
     let progress = Progress::new(!(args.json || args.quiet));
     let payloads = Payloads::new(args.size.max(), args.seed);
 
-    if !args.no_prepare {
-        for t in &targets {
+    for t in &targets {
+        t.client
+            .ensure_bucket()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: create bucket: {e}", t.label))?;
+        if !args.no_prepare {
             run::prepare(t, &plan, &payloads, &progress).await?;
-        }
-    } else {
-        for t in &targets {
-            t.client
-                .ensure_bucket()
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: create bucket: {e}", t.label))?;
         }
     }
     if !plan.warmup.is_zero() && plan.workload != Workload::Delete {
@@ -253,10 +249,7 @@ async fn run_main(args: Args) -> anyhow::Result<bool> {
         duration: plan.duration.map(|d| d / rounds),
         ops: plan.ops.map(|n| n.div_ceil(rounds as u64)),
     };
-    let mut acc: Vec<(Recorder, f64, f64, Option<f64>)> = targets
-        .iter()
-        .map(|_| (Recorder::default(), 0.0, 0.0, Some(0.0)))
-        .collect();
+    let mut acc: Vec<Measured> = targets.iter().map(|_| Measured::empty()).collect();
     for round in 0..rounds {
         for (t, acc) in targets.iter().zip(acc.iter_mut()) {
             let label = if rounds > 1 {
@@ -265,24 +258,19 @@ async fn run_main(args: Args) -> anyhow::Result<bool> {
                 t.label.clone()
             };
             let m = run::measure(t, &plan, &payloads, per_round, label, &progress).await;
-            acc.0.merge(&m.recorder);
-            acc.1 += m.seconds;
-            acc.2 += m.client_cpu;
-            acc.3 = match (acc.3, m.server_cpu) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            };
+            acc.add(&m);
         }
     }
 
-    let mut results = Vec::new();
-    for (t, (rec, secs, ccpu, scpu)) in targets.iter().zip(acc) {
-        results.push(EndpointResult {
+    let results: Vec<EndpointResult> = targets
+        .iter()
+        .zip(&acc)
+        .map(|(t, m)| EndpointResult {
             label: t.label.clone(),
             endpoint: t.client.endpoint().to_string(),
-            summary: Summary::from_recorder(&rec, secs, ccpu, scpu),
-        });
-    }
+            summary: m.summary(),
+        })
+        .collect();
 
     if !args.no_cleanup {
         for t in &targets {

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use crate::cpu;
 use crate::payload::{Payloads, SizeSpec};
 use crate::s3::{OpError, S3Client};
-use crate::stats::{Live, Recorder};
+use crate::stats::{Live, Recorder, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,7 +71,7 @@ pub struct Target {
     pub client: S3Client,
     pub server_pids: Vec<u32>,
     /// Next key index for put/multipart/delete; persists across rounds.
-    cursor: AtomicU64,
+    cursor: Arc<AtomicU64>,
 }
 
 impl Target {
@@ -80,7 +80,7 @@ impl Target {
             label: label.into(),
             client,
             server_pids,
-            cursor: AtomicU64::new(0),
+            cursor: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -92,12 +92,41 @@ pub struct Budget {
     pub ops: Option<u64>,
 }
 
-/// The outcome of one measured phase.
+/// The outcome of one measured phase, or of several rounds added up.
 pub struct Measured {
     pub recorder: Recorder,
     pub seconds: f64,
     pub client_cpu: f64,
+    /// None when the server processes could not be read (or were not given).
     pub server_cpu: Option<f64>,
+}
+
+impl Measured {
+    /// Zero rounds.
+    pub fn empty() -> Self {
+        Measured {
+            recorder: Recorder::default(),
+            seconds: 0.0,
+            client_cpu: 0.0,
+            server_cpu: Some(0.0),
+        }
+    }
+
+    pub fn add(&mut self, round: &Measured) {
+        self.recorder.merge(&round.recorder);
+        self.seconds += round.seconds;
+        self.client_cpu += round.client_cpu;
+        self.server_cpu = self.server_cpu.zip(round.server_cpu).map(|(a, b)| a + b);
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary::from_recorder(
+            &self.recorder,
+            self.seconds,
+            self.client_cpu,
+            self.server_cpu,
+        )
+    }
 }
 
 /// Live progress on stderr: a rewritten line on a terminal, a line every 5 s otherwise.
@@ -167,18 +196,46 @@ fn progress_line(p: &Progress, text: &str) {
     }
 }
 
-/// Creates the bucket and, for read workloads, writes the objects (not measured).
+/// Calls `op(i)` for every key index below `keys` from `workers` tasks. A worker stops at its
+/// first error; the last error seen is returned.
+async fn for_each_key<F, Fut>(workers: usize, keys: u64, op: F) -> Result<(), OpError>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), OpError>> + Send + 'static,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..workers.max(1))
+        .map(|_| {
+            let (next, op) = (next.clone(), op.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= keys {
+                        return Ok(());
+                    }
+                    op(i).await?;
+                }
+            })
+        })
+        .collect();
+    let mut result = Ok(());
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(OpError::Protocol(format!("worker failed: {e}"))),
+        }
+    }
+    result
+}
+
+/// For read workloads, writes the objects they read (not measured).
 pub async fn prepare(
     target: &Target,
     plan: &Plan,
     payloads: &Payloads,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    target
-        .client
-        .ensure_bucket()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: create bucket: {e}", target.label))?;
     if !plan.needs_objects() {
         return Ok(());
     }
@@ -189,7 +246,6 @@ pub async fn prepare(
             target.label, plan.keys, plan.sizes
         ),
     );
-    let next = Arc::new(AtomicU64::new(0));
     let live = Arc::new(Live::default());
     let stop = Arc::new(AtomicBool::new(false));
     let bar = progress.spawn(
@@ -197,58 +253,40 @@ pub async fn prepare(
         live.clone(),
         stop.clone(),
     );
-    let mut tasks = Vec::new();
-    for w in 0..plan.prepare_concurrency.max(1) {
-        let (client, plan, payloads, next, live) = (
-            target.client.clone(),
-            plan.clone(),
+    let (client, shared_plan, payloads) = (target.client.clone(), plan.clone(), payloads.clone());
+    let put_one = move |i: u64| {
+        let (client, plan, payloads, live) = (
+            client.clone(),
+            shared_plan.clone(),
             payloads.clone(),
-            next.clone(),
             live.clone(),
         );
-        tasks.push(tokio::spawn(async move {
-            let mut rng = rand::rngs::SmallRng::seed_from_u64(plan.seed ^ (w as u64 + 1) << 32);
+        async move {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(plan.seed ^ i.rotate_left(32));
+            let body = payloads.body(plan.sizes.sample(&mut rng), &mut rng);
+            let n = body.len() as u64;
+            // A transient error gets a few retries; preparation must complete.
+            let mut attempt = 0;
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= plan.keys {
-                    return Ok::<(), OpError>(());
-                }
-                let body = payloads.body(plan.sizes.sample(&mut rng), &mut rng);
-                let n = body.len() as u64;
-                // A transient error gets a few retries; preparation must complete.
-                let mut attempt = 0;
-                loop {
-                    match client.put(&plan.key(i), body.clone()).await {
-                        Ok(()) => break,
-                        Err(_) if attempt < 3 => {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                        }
-                        Err(e) => return Err(e),
+                match client.put(&plan.key(i), body.clone()).await {
+                    Ok(()) => break,
+                    Err(_) if attempt < 3 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                     }
+                    Err(e) => return Err(e),
                 }
-                live.add(1, n, 0);
             }
-        }));
-    }
-    let mut result = Ok(());
-    for t in tasks {
-        match t.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                result = Err(anyhow::anyhow!(
-                    "{}: writing objects to read: {e}",
-                    target.label
-                ))
-            }
-            Err(e) => result = Err(anyhow::anyhow!("prepare worker: {e}")),
+            live.add(1, n, 0);
+            Ok(())
         }
-    }
+    };
+    let result = for_each_key(plan.prepare_concurrency, plan.keys, put_one).await;
     stop.store(true, Ordering::Relaxed);
     if let Some(b) = bar {
         let _ = b.await;
     }
-    result
+    result.map_err(|e| anyhow::anyhow!("{}: writing objects to read: {e}", target.label))
 }
 
 /// Runs the workload against one target until the budget is spent.
@@ -268,7 +306,6 @@ pub async fn measure(
     let server0 = cpu::pids_cpu_seconds(&target.server_pids);
     let start = Instant::now();
     let deadline = budget.duration.map(|d| start + d);
-    let cursor = Arc::new(AtomicU64::new(target.cursor.load(Ordering::Relaxed)));
 
     let mut tasks = Vec::new();
     for w in 0..plan.concurrency.max(1) {
@@ -278,7 +315,7 @@ pub async fn measure(
             payloads: payloads.clone(),
             live: live.clone(),
             started_ops: started_ops.clone(),
-            cursor: cursor.clone(),
+            cursor: target.cursor.clone(),
             budget,
             deadline,
             seed: plan
@@ -301,9 +338,6 @@ pub async fn measure(
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    target
-        .cursor
-        .store(cursor.load(Ordering::Relaxed), Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     if let Some(b) = bar {
         let _ = b.await;
@@ -428,37 +462,26 @@ pub fn split_parts(body: &Bytes, part_size: u64) -> Vec<Bytes> {
         .collect()
 }
 
-/// Deletes every key the run may have written (bounded by --keys).
+/// Deletes every key the run may have written (bounded by --keys); returns how many
+/// deletes failed.
 pub async fn cleanup(target: &Target, plan: &Plan, progress: &Progress) -> u64 {
     progress_line(
         progress,
         &format!("{}: deleting up to {} objects", target.label, plan.keys),
     );
-    let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..plan.prepare_concurrency.clamp(1, 64) {
-        let (client, plan, next, failed) = (
-            target.client.clone(),
-            plan.clone(),
-            next.clone(),
-            failed.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= plan.keys {
-                    return;
-                }
-                if client.delete(&plan.key(i)).await.is_err() {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
+    let (client, shared_plan, counter) = (target.client.clone(), plan.clone(), failed.clone());
+    let delete_one = move |i: u64| {
+        let (client, plan, failed) = (client.clone(), shared_plan.clone(), counter.clone());
+        async move {
+            if client.delete(&plan.key(i)).await.is_err() {
+                failed.fetch_add(1, Ordering::Relaxed);
             }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
+            Ok(())
+        }
+    };
+    // Failures are counted, not returned: cleanup goes on past them.
+    let _ = for_each_key(plan.prepare_concurrency.min(64), plan.keys, delete_one).await;
     failed.load(Ordering::Relaxed)
 }
 

@@ -77,24 +77,23 @@ impl Coordinator {
 
     /// Deletes the shards of a version that a committed overwrite or delete unlinked, after the
     /// grace period: a GET that resolved the old record just before may still be streaming it.
-    /// Best effort like [`Coordinator::delete_shards_in_background`]; a gateway that stops
-    /// within the grace period leaves the shards as garbage.
+    /// A gateway that stops within the grace period leaves the shards as garbage.
     pub fn retire_shards(&self, version: VersionId, data: &ObjectData) {
-        if !matches!(data, ObjectData::Sharded { .. }) {
-            return;
-        }
-        let this = self.clone();
-        let data = data.clone();
-        let grace = self.retired_data_grace;
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            this.delete_shards_in_background(version, &data);
-        });
+        self.delete_shards_after(version, data, self.retired_data_grace);
     }
 
-    /// Deletes the shards of an object version that was never committed or is no longer read.
-    /// Best effort, in the background: a shard left behind is garbage, never wrong data.
+    /// Deletes the shards of an object version that was never committed, at once.
     pub fn delete_shards_in_background(&self, version: VersionId, data: &ObjectData) {
+        self.delete_shards_after(version, data, std::time::Duration::ZERO);
+    }
+
+    /// Best effort, in the background: a shard left behind is garbage, never wrong data.
+    fn delete_shards_after(
+        &self,
+        version: VersionId,
+        data: &ObjectData,
+        delay: std::time::Duration,
+    ) {
         let ObjectData::Sharded { shard_nodes, .. } = data else {
             return;
         };
@@ -105,6 +104,9 @@ impl Coordinator {
             .collect();
         let rpc = self.rpc.clone();
         tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             for (idx, node) in targets {
                 let path = shard_path_and_query(version, idx, None);
                 let body = crate::rpc::full_body(bytes::Bytes::new());

@@ -85,6 +85,28 @@ pub struct ObjectRecord {
     pub data: ObjectData,
 }
 
+#[cfg(test)]
+impl ObjectRecord {
+    /// A record with what tests vary; every optional header empty.
+    pub(crate) fn for_tests(version: u128, size: u64, etag: String, data: Vec<u8>) -> Self {
+        ObjectRecord {
+            version: crate::types::VersionId(version),
+            size,
+            etag,
+            last_modified_ms: 1,
+            content_type: None,
+            content_encoding: None,
+            content_disposition: None,
+            content_language: None,
+            cache_control: None,
+            expires_ms: None,
+            user_meta: BTreeMap::new(),
+            checksums: Checksums::default(),
+            data: ObjectData::Inline(data),
+        }
+    }
+}
+
 /// What a listing shows of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectSummary {

@@ -345,13 +345,13 @@ mod tests {
     use hyper::body::Incoming;
 
     use super::*;
-    use crate::meta::model::{Checksums, ListObjectsQuery, ObjectData, ObjectRecord};
+    use crate::meta::model::{ListObjectsQuery, ObjectRecord};
     use crate::meta::MetaClient;
     use crate::rpc::{
         full_body, read_body, serve, status_response, ClusterSecret, RpcHandler, RpcResponse,
         MAX_MESSAGE_BYTES,
     };
-    use crate::types::{BucketId, VersionId};
+    use crate::types::BucketId;
 
     struct Handler(Arc<MetaNode>);
 
@@ -374,21 +374,7 @@ mod tests {
     }
 
     fn object(n: u64) -> ObjectRecord {
-        ObjectRecord {
-            version: VersionId(n as u128),
-            size: n,
-            etag: format!("{n:032x}"),
-            last_modified_ms: 1,
-            content_type: None,
-            content_encoding: None,
-            content_disposition: None,
-            content_language: None,
-            cache_control: None,
-            expires_ms: None,
-            user_meta: BTreeMap::new(),
-            checksums: Checksums::default(),
-            data: ObjectData::Inline(vec![7; n as usize]),
-        }
+        ObjectRecord::for_tests(n as u128, n, format!("{n:032x}"), vec![7; n as usize])
     }
 
     async fn list_all(client: &MetaClient) -> Vec<String> {

@@ -399,29 +399,12 @@ pub(crate) mod mem {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::mem::MemState;
     use super::*;
-    use crate::meta::model::{Checksums, ObjectData};
-    use crate::types::VersionId;
 
     fn record(size: u64) -> ObjectRecord {
-        ObjectRecord {
-            version: VersionId(size as u128),
-            size,
-            etag: format!("etag{size}"),
-            last_modified_ms: 1,
-            content_type: None,
-            content_encoding: None,
-            content_disposition: None,
-            content_language: None,
-            cache_control: None,
-            expires_ms: None,
-            user_meta: BTreeMap::new(),
-            checksums: Checksums::default(),
-            data: ObjectData::Inline(vec![1, 2, 3]),
-        }
+        ObjectRecord::for_tests(size as u128, size, format!("etag{size}"), vec![1, 2, 3])
     }
 
     fn create_bucket(name: &str, owner: &str) -> Command {

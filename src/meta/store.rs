@@ -379,10 +379,27 @@ impl StateMachineStore {
         Ok(())
     }
 
+    /// Applies one command to the current state and stages its changes in `batch`.
+    fn stage_command(
+        &self,
+        batch: &mut WriteBatch,
+        cmd: &Command,
+    ) -> Result<CommandResult, MetaError> {
+        let (result, ops) = state::apply(&DbState { db: &self.db }, cmd)?;
+        let cf = self.db.cf(CF_SM_DATA);
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.put_cf(cf, k, v),
+                Op::Delete(k) => batch.delete_cf(cf, k),
+            }
+        }
+        Ok(result)
+    }
+
     /// Applies a batch entry one command at a time: each command's changes are written (not
-    /// synced) before the next reads the state. Each write also records how many commands are
-    /// done, so replaying the entry after a crash skips them instead of applying them twice;
-    /// the last command's write moves `last_applied`.
+    /// synced) before the next reads the state, together with how many commands are done, so
+    /// replaying the entry after a crash skips them instead of applying them twice. The final
+    /// write moves `last_applied`.
     fn apply_batch(&self, log_id: LogId, cmds: Vec<Command>) -> Result<CommandResult, MetaError> {
         let done = match self
             .db
@@ -391,40 +408,25 @@ impl StateMachineStore {
             Some((id, n)) if id == log_id => n as usize,
             _ => 0,
         };
-        let n = cmds.len();
-        let mut results = Vec::with_capacity(n);
-        if n == 0 {
-            let mut batch = WriteBatch::default();
-            self.put_applied(&mut batch, &log_id)?;
-            self.db.write(batch, false)?;
-        }
-        for (j, cmd) in cmds.into_iter().enumerate() {
+        let mut results = Vec::with_capacity(cmds.len());
+        for (j, cmd) in cmds.iter().enumerate() {
             if j < done {
                 // Applied before a restart; its result went nowhere then and goes nowhere now.
                 results.push(CommandResult::Ok);
                 continue;
             }
             let mut batch = WriteBatch::default();
-            let (result, ops) = state::apply(&DbState { db: &self.db }, &cmd)?;
-            let cf = self.db.cf(CF_SM_DATA);
-            for op in ops {
-                match op {
-                    Op::Put(k, v) => batch.put_cf(cf, k, v),
-                    Op::Delete(k) => batch.delete_cf(cf, k),
-                }
-            }
-            if j + 1 < n {
-                batch.put_cf(
-                    self.db.cf(CF_SM_META),
-                    KEY_BATCH_PROGRESS,
-                    encode_value(&(log_id, (j + 1) as u64))?,
-                );
-            } else {
-                self.put_applied(&mut batch, &log_id)?;
-            }
+            results.push(self.stage_command(&mut batch, cmd)?);
+            batch.put_cf(
+                self.db.cf(CF_SM_META),
+                KEY_BATCH_PROGRESS,
+                encode_value(&(log_id, (j + 1) as u64))?,
+            );
             self.db.write(batch, false)?;
-            results.push(result);
         }
+        let mut batch = WriteBatch::default();
+        self.put_applied(&mut batch, &log_id)?;
+        self.db.write(batch, false)?;
         Ok(CommandResult::Batch(results))
     }
 
@@ -435,17 +437,7 @@ impl StateMachineStore {
             EntryPayload::Normal(Command::Batch(cmds)) => {
                 return self.apply_batch(entry.log_id, cmds);
             }
-            EntryPayload::Normal(cmd) => {
-                let (result, ops) = state::apply(&DbState { db: &self.db }, &cmd)?;
-                let cf = self.db.cf(CF_SM_DATA);
-                for op in ops {
-                    match op {
-                        Op::Put(k, v) => batch.put_cf(cf, k, v),
-                        Op::Delete(k) => batch.delete_cf(cf, k),
-                    }
-                }
-                result
-            }
+            EntryPayload::Normal(cmd) => self.stage_command(&mut batch, &cmd)?,
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m);
                 batch.put_cf(
@@ -739,25 +731,15 @@ mod tests {
     }
 
     fn put(key: &str, version: u128) -> Command {
-        use crate::meta::model::{Checksums, ObjectData, ObjectRecord};
         Command::PutObject {
             bucket: "b".into(),
             key: key.into(),
-            record: ObjectRecord {
-                version: crate::types::VersionId(version),
-                size: 1,
-                etag: "e".into(),
-                last_modified_ms: 1,
-                content_type: None,
-                content_encoding: None,
-                content_disposition: None,
-                content_language: None,
-                cache_control: None,
-                expires_ms: None,
-                user_meta: BTreeMap::new(),
-                checksums: Checksums::default(),
-                data: ObjectData::Inline(vec![version as u8]),
-            },
+            record: crate::meta::model::ObjectRecord::for_tests(
+                version,
+                1,
+                "e".into(),
+                vec![version as u8],
+            ),
         }
     }
 

@@ -39,8 +39,6 @@ pub enum ShardError {
 #[derive(Debug, Clone)]
 pub struct ShardStore {
     root: PathBuf,
-    /// Write shard files with `O_DIRECT` where the file system allows it (see `writer`).
-    direct_io: bool,
 }
 
 impl ShardStore {
@@ -51,16 +49,7 @@ impl ShardStore {
         if removed > 0 {
             tracing::info!(removed, "removed temp shard files left by a crash");
         }
-        Ok(ShardStore {
-            root,
-            direct_io: true,
-        })
-    }
-
-    /// Writes through the page cache instead of `O_DIRECT` (for comparisons).
-    pub fn with_direct_io(mut self, direct_io: bool) -> Self {
-        self.direct_io = direct_io;
-        self
+        Ok(ShardStore { root })
     }
 
     pub fn path(&self, version: VersionId, shard_index: u8) -> PathBuf {
@@ -87,7 +76,7 @@ impl ShardStore {
         }
         let tmp = fsutil::temp_path(&path);
         let result = async {
-            let mut writer = ShardFileWriter::create(&tmp, self.direct_io).await?;
+            let mut writer = ShardFileWriter::create(&tmp).await?;
             let mut written: u64 = 0;
             let mut header_checked = false;
             let mut head = Vec::with_capacity(HEADER_LEN as usize);
