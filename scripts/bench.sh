@@ -87,6 +87,7 @@ run large-get get --size 64MiB -c 4 --duration "$large" --keys 8 --prefix large/
 run small-put put --size 4KiB -c 32 --ops "$small_ops" --keys "$small_ops" --prefix small/ --no-cleanup
 run small-get get --size 4KiB -c 32 --ops "$small_ops" --keys "$small_ops" --prefix small/ --no-prepare --no-cleanup
 run list list --size 0 -c 1 --duration 10s --keys "$list_keys" --page-size 1000 --prefix list/ --no-cleanup --prepare-concurrency 32
+run multipart multipart --size 1GiB --part-size 16MiB -c 4 --duration "$large" --keys 4 --prefix mp/
 run mixed mixed --size 1MiB -c 16 --duration "$mixed" --keys 200 --get-ratio 0.7 --prefix mixed/
 
 mkdir -p "$(dirname "$out")"

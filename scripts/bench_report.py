@@ -18,6 +18,7 @@ SCENARIOS = [
     ("small-put", "2. Small objects: PUT 4 KiB, concurrency 32"),
     ("small-get", "2. Small objects: GET 4 KiB, concurrency 32"),
     ("list", "3. Listing: ListObjectsV2, pages of 1000"),
+    ("multipart", "1. Large objects: multipart PUT 1 GiB in 16 MiB parts, concurrency 4"),
     ("mixed", "4. Mixed 70/30 GET/PUT, 1 MiB, concurrency 16"),
 ]
 

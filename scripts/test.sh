@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The one command that runs every Baobab test on a fresh machine: installs what is missing
-# (build prerequisites, aws-cli, boto3, rclone, s3cmd, pytest), builds once (release), runs the
+# (build prerequisites, aws-cli, boto3, rclone, s3cmd, restic, pytest), builds once (release), runs the
 # Rust unit/property tests, then the black-box tests against real `baobab` processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
 
 install_build_prereqs
-apt_install rclone s3cmd
+apt_install rclone s3cmd restic
 py_missing=()
 python3 -c 'import boto3' 2>/dev/null || py_missing+=(boto3)
 python3 -c 'import awscrt' 2>/dev/null || py_missing+=(awscrt)     # boto3's CRC32C/CRC64NVME

@@ -1,12 +1,14 @@
 //! Baobab core library: the layers below the S3 surface.
 //!
-//! Layers point one way: `types` → `codec` → `placement` → `meta` → `rpc` → `shard` → `coord`.
+//! Layers point one way: `types` → `codec` → `placement` → `rpc` → `meta` → `shard` → `coord` →
+//! `object`.
 //! Binaries (gateway, storage node, cli) only wire these together.
 
 pub mod codec;
 pub mod coord;
 pub mod fsutil;
 pub mod meta;
+pub mod object;
 pub mod placement;
 pub mod rpc;
 pub mod shard;

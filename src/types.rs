@@ -51,6 +51,20 @@ pub const INLINE_THRESHOLD_BYTES: u64 = 16 * 1024;
 pub const DEFAULT_BLOCK_SIZE_BYTES: u32 = 1024 * 1024;
 /// The largest object a single PUT accepts (as S3).
 pub const MAX_OBJECT_SIZE_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Parts of one multipart upload at most, numbered 1..=this (as S3).
+pub const MAX_PARTS_PER_UPLOAD: usize = 10_000;
+/// Every part of a multipart object but the last must be at least this large (as S3).
+pub const MIN_PART_SIZE_BYTES: u64 = 5 * 1024 * 1024;
+/// The largest part (as S3).
+pub const MAX_PART_SIZE_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest object, multipart (as S3).
+pub const MAX_MULTIPART_OBJECT_SIZE_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// User metadata (`x-amz-meta-*` names and values) at most, in bytes (as S3).
+pub const MAX_USER_META_BYTES: usize = 2 * 1024;
+/// Tags per object at most, and their key and value lengths (as S3).
+pub const MAX_OBJECT_TAGS: usize = 10;
+pub const MAX_TAG_KEY_LEN: usize = 128;
+pub const MAX_TAG_VALUE_LEN: usize = 256;
 /// Keys per listing page at most (as S3).
 pub const MAX_KEYS_PER_PAGE: usize = 1000;
 /// The longest object key accepted, in bytes (as S3).
@@ -60,6 +74,7 @@ pub const MAX_KEY_LEN_BYTES: usize = 1024;
 pub const READ_WINDOW_BLOCKS: u64 = 8;
 
 const _: () = assert!(INLINE_THRESHOLD_BYTES < DEFAULT_BLOCK_SIZE_BYTES as u64);
+const _: () = assert!(MIN_PART_SIZE_BYTES * (MAX_PARTS_PER_UPLOAD as u64) <= MAX_MULTIPART_OBJECT_SIZE_BYTES);
 
 /// An erasure profile: k data shards and m parity shards per block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,11 @@
 """Black-box test fixtures: real `baobab` processes (`baobab dev`, and the multi-process cluster
-of scripts/local-cluster.sh) driven by real clients (boto3, aws-cli, rclone, s3cmd).
+of scripts/local-cluster.sh) driven by real clients (boto3, aws-cli, rclone, s3cmd, restic).
 
 A cluster's logs are scanned at teardown: an ERROR line fails the session unless a test declared
 it expected (``cluster.allow_errors(pattern)``).
 """
 
+import json
 import os
 import re
 import shutil
@@ -90,15 +91,32 @@ class Cluster:
         self.allowed_errors.append(re.compile(pattern))
 
     def client(self, **config):
+        return self.client_for(self.key, self.secret, **config)
+
+    def client_for(self, key_id, secret, **config):
+        """A boto3 client like `client()`, with other credentials."""
         cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}, **config)
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
-            aws_access_key_id=self.key,
-            aws_secret_access_key=self.secret,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
             region_name="us-east-1",
             config=cfg,
         )
+
+    @property
+    def admin_config(self):
+        raise NotImplementedError
+
+    def admin(self, *args, timeout=60):
+        """Runs `baobab *args --config <admin config>`; returns its JSON output (None when empty)."""
+        cmd = [BIN, *[str(a) for a in args], "--config", str(self.admin_config)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited with {p.returncode}:\n{p.stderr[-3000:]}")
+        out = p.stdout.strip()
+        return json.loads(out) if out else None
 
     def client_env(self):
         """Environment for CLI clients: credentials only, no user config, no CA bundle."""
@@ -170,6 +188,10 @@ class DevCluster(Cluster):
         self.proc = None
         return code
 
+    @property
+    def admin_config(self):
+        return self.data_dir / "baobab.toml"
+
     def log_files(self):
         return [self.log]
 
@@ -208,9 +230,11 @@ class LocalCluster(Cluster):
     def restart(self, n):
         self.script("restart", str(n))
 
-    def status(self):
-        import json
+    @property
+    def admin_config(self):
+        return self.dir / "gateway.toml"
 
+    def status(self):
         out = subprocess.run(
             [BIN, "status", "--config", str(self.dir / "gateway.toml")], capture_output=True, text=True, timeout=30
         )

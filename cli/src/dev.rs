@@ -59,7 +59,34 @@ async fn dev_key(meta: &MetaClient, env_path: &Path) -> anyhow::Result<AccessKey
         (Some(id), Some(secret)) => (id.clone(), secret.clone()),
         _ => new_key_pair(),
     };
-    ensure_access_key(meta, "dev".to_string(), pair, Duration::from_secs(60)).await
+    ensure_access_key(meta, "dev".to_string(), pair, true, Duration::from_secs(60)).await
+}
+
+/// `<data-dir>/baobab.toml`: a gateway-shaped config naming this cluster's nodes and secret,
+/// for admin commands (`baobab key create --config baobab-data/baobab.toml …`).
+async fn write_admin_config(
+    data_dir: &Path,
+    s3_port: u16,
+    members: &BTreeMap<NodeId, String>,
+) -> anyhow::Result<()> {
+    let mut text = format!(
+        "# For admin commands against `baobab dev` (baobab key|bucket|status --config THIS_FILE).\n\
+         roles = [\"gateway\"]\n\
+         data_dir = {dir:?}\n\
+         cluster_secret_file = {secret:?}\n\
+         [s3]\nlisten = \"127.0.0.1:{s3_port}\"\n\
+         [erasure]\nk = 2\nm = 1\n",
+        dir = data_dir.join("admin").display().to_string(),
+        secret = data_dir.join("cluster.secret").display().to_string(),
+    );
+    for ((id, addr), site) in members.iter().zip(SITES) {
+        text.push_str(&format!(
+            "[[nodes]]\nid = {}\nsite = \"{site}\"\nrpc_addr = \"{addr}\"\n",
+            id.0
+        ));
+    }
+    baobab::fsutil::write_durable(&data_dir.join("baobab.toml"), text.as_bytes()).await?;
+    Ok(())
 }
 
 fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
@@ -152,6 +179,7 @@ pub async fn run(
         async move { t.cancelled().await },
     ));
 
+    write_admin_config(&data_dir, s3_port, &members).await?;
     let env_path = data_dir.join("dev.env");
     let key = tokio::select! {
         k = dev_key(&meta, &env_path) => k?,

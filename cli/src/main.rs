@@ -1,6 +1,7 @@
 //! The `baobab` binary: `server` (roles from a config file), `dev` (a whole local cluster in one
-//! process, zero configuration), and admin commands (`key create`, `status`).
+//! process, zero configuration), and admin commands (`key …`, `bucket …`, `status`).
 
+mod admin;
 mod config;
 mod dev;
 mod run;
@@ -45,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage buckets and who may use them.
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
+    },
     /// Show the metadata leader and which storage nodes answer, as JSON.
     Status {
         #[arg(long, short, env = "BAOBAB_CONFIG")]
@@ -52,15 +58,33 @@ enum Command {
     },
 }
 
+/// The config file of any process of the cluster (it names the nodes and the secret).
+#[derive(clap::Args)]
+struct ConfigArg {
+    #[arg(long, short, env = "BAOBAB_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> anyhow::Result<&std::path::Path> {
+        self.config
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--config FILE (or BAOBAB_CONFIG) is required"))
+    }
+}
+
 #[derive(Subcommand)]
 enum KeyCommand {
-    /// Create an access key (idempotent for a given id); prints it as JSON.
+    /// Create an access key (idempotent for a given id); prints it, with its secret, as JSON.
     Create {
-        #[arg(long, short, env = "BAOBAB_CONFIG")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// A name for the key.
         #[arg(long)]
         name: String,
+        /// Let the key create buckets.
+        #[arg(long)]
+        allow_create_bucket: bool,
         /// Use this key id instead of a random one.
         #[arg(long, requires = "secret")]
         key_id: Option<String>,
@@ -68,6 +92,160 @@ enum KeyCommand {
         #[arg(long, requires = "key_id")]
         secret: Option<String>,
     },
+    /// List access keys (without secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show a key and its rights on buckets.
+    Info {
+        #[command(flatten)]
+        config: ConfigArg,
+        key_id: String,
+    },
+    /// Delete a key: its requests are refused within seconds on every gateway.
+    Delete {
+        #[command(flatten)]
+        config: ConfigArg,
+        key_id: String,
+    },
+    /// Give a key a cluster-wide right.
+    Allow {
+        #[command(flatten)]
+        config: ConfigArg,
+        key_id: String,
+        /// May create buckets.
+        #[arg(long, required = true)]
+        create_bucket: bool,
+    },
+    /// Take a cluster-wide right from a key.
+    Deny {
+        #[command(flatten)]
+        config: ConfigArg,
+        key_id: String,
+        #[arg(long, required = true)]
+        create_bucket: bool,
+    },
+}
+
+/// Which rights a `bucket allow|deny` names.
+#[derive(clap::Args)]
+struct RightsArg {
+    /// The access key the rights are for.
+    #[arg(long)]
+    key: String,
+    /// Read and list objects.
+    #[arg(long)]
+    read: bool,
+    /// Write and delete objects.
+    #[arg(long)]
+    write: bool,
+    /// Bucket settings and deletion.
+    #[arg(long)]
+    owner: bool,
+}
+
+impl RightsArg {
+    fn rights(&self) -> baobab::meta::BucketRights {
+        baobab::meta::BucketRights {
+            read: self.read,
+            write: self.write,
+            owner: self.owner,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// Create a bucket owned by a key.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+        /// The access key that owns it.
+        #[arg(long)]
+        owner: String,
+    },
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show a bucket's owner and grants.
+    Info {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+    },
+    /// Delete an empty bucket.
+    Delete {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+    },
+    /// Give a key rights on a bucket.
+    Allow {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+        #[command(flatten)]
+        rights: RightsArg,
+    },
+    /// Take rights on a bucket from a key.
+    Deny {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+        #[command(flatten)]
+        rights: RightsArg,
+    },
+}
+
+async fn key_command(c: KeyCommand) -> anyhow::Result<()> {
+    match c {
+        KeyCommand::Create {
+            config,
+            name,
+            allow_create_bucket,
+            key_id,
+            secret,
+        } => admin::key_create(config.path()?, name, key_id.zip(secret), allow_create_bucket).await,
+        KeyCommand::List { config } => admin::key_list(config.path()?).await,
+        KeyCommand::Info { config, key_id } => admin::key_info(config.path()?, &key_id).await,
+        KeyCommand::Delete { config, key_id } => admin::key_delete(config.path()?, &key_id).await,
+        KeyCommand::Allow {
+            config,
+            key_id,
+            create_bucket: _,
+        } => admin::key_create_bucket_right(config.path()?, &key_id, true).await,
+        KeyCommand::Deny {
+            config,
+            key_id,
+            create_bucket: _,
+        } => admin::key_create_bucket_right(config.path()?, &key_id, false).await,
+    }
+}
+
+async fn bucket_command(c: BucketCommand) -> anyhow::Result<()> {
+    match c {
+        BucketCommand::Create {
+            config,
+            name,
+            owner,
+        } => admin::bucket_create(config.path()?, &name, &owner).await,
+        BucketCommand::List { config } => admin::bucket_list(config.path()?).await,
+        BucketCommand::Info { config, name } => admin::bucket_info(config.path()?, &name).await,
+        BucketCommand::Delete { config, name } => admin::bucket_delete(config.path()?, &name).await,
+        BucketCommand::Allow {
+            config,
+            name,
+            rights,
+        } => admin::bucket_grant(config.path()?, &name, &rights.key, rights.rights(), true).await,
+        BucketCommand::Deny {
+            config,
+            name,
+            rights,
+        } => admin::bucket_grant(config.path()?, &name, &rights.key, rights.rights(), false).await,
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -97,15 +275,8 @@ fn main() -> std::process::ExitCode {
                 )
                 .await
             }
-            Command::Key {
-                command:
-                    KeyCommand::Create {
-                        config,
-                        name,
-                        key_id,
-                        secret,
-                    },
-            } => run::key_create(&config, name, key_id.zip(secret)).await,
+            Command::Key { command } => key_command(command).await,
+            Command::Bucket { command } => bucket_command(command).await,
             Command::Status { config } => run::status(&config).await,
         }
     });

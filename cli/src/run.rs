@@ -1,5 +1,5 @@
-//! `baobab server`, `baobab key create`, `baobab status`: start roles from a config file, or
-//! talk to a running cluster with the cluster secret.
+//! `baobab server` and `baobab status`: start roles from a config file, or talk to a running
+//! cluster with the cluster secret. Key and bucket administration is in `admin.rs`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -167,12 +167,14 @@ pub async fn ensure_access_key(
     meta: &MetaClient,
     name: String,
     pair: (String, String),
+    allow_create_bucket: bool,
     deadline: Duration,
 ) -> anyhow::Result<AccessKeyRecord> {
     let record = AccessKeyRecord {
         key_id: pair.0.clone(),
         secret: pair.1,
         name,
+        allow_create_bucket,
         created_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -211,23 +213,6 @@ pub async fn ensure_access_key(
             Err(e) => return Err(e.context("creating the access key")),
         }
     }
-}
-
-pub async fn key_create(
-    config_path: &Path,
-    name: String,
-    pair: Option<(String, String)>,
-) -> anyhow::Result<()> {
-    let cfg = Config::load(config_path)?;
-    let rpc = RpcClient::new(cfg.secret()?, cfg.members().into_iter().collect());
-    let meta = MetaClient::new(rpc, cfg.members().keys().copied().collect());
-    let pair = pair.unwrap_or_else(new_key_pair);
-    let record = ensure_access_key(&meta, name, pair, Duration::from_secs(30)).await?;
-    println!(
-        "{}",
-        serde_json::json!({"access_key_id": record.key_id, "secret_access_key": record.secret})
-    );
-    Ok(())
 }
 
 pub async fn status(config_path: &Path) -> anyhow::Result<()> {

@@ -1,45 +1,43 @@
-//! SigV4 secrets from the replicated access-key table (cached briefly), and the access rule:
-//! every request must be signed by a known key.
+//! SigV4 secrets from the replicated access-key table, cached briefly. The cached record also
+//! answers the access layer's "may this key create buckets".
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baobab::meta::{MetaClient, Query, QueryResult};
-use s3s::access::{S3Access, S3AccessContext};
+use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 
-/// How long a looked-up secret is trusted before asking the metadata cluster again.
-const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+/// How long a looked-up key is trusted before asking the metadata cluster again: a deleted
+/// key or a changed right takes effect within this time on every gateway.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Bound on cached keys.
 const KEY_CACHE_MAX: usize = 10_000;
 
 pub struct KeyStore {
     meta: MetaClient,
-    cache: Mutex<HashMap<String, (Instant, String)>>,
+    cache: Mutex<HashMap<String, (Instant, AccessKeyRecord)>>,
 }
 
 impl KeyStore {
-    pub fn new(meta: MetaClient) -> Self {
-        KeyStore {
+    pub fn new(meta: MetaClient) -> Arc<Self> {
+        Arc::new(KeyStore {
             meta,
             cache: Mutex::new(HashMap::new()),
-        }
+        })
     }
-}
 
-#[async_trait::async_trait]
-impl S3Auth for KeyStore {
-    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        if let Some((at, secret)) = self
+    /// The key's record; `InvalidAccessKeyId` if there is none.
+    pub async fn record(&self, access_key: &str) -> S3Result<AccessKeyRecord> {
+        if let Some((at, record)) = self
             .cache
             .lock()
             .expect("key cache lock poisoned")
             .get(access_key)
         {
             if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(SecretKey::from(secret.clone()));
+                return Ok(record.clone());
             }
         }
         let answer = self
@@ -55,11 +53,8 @@ impl S3Auth for KeyStore {
                 if cache.len() >= KEY_CACHE_MAX {
                     cache.clear();
                 }
-                cache.insert(
-                    access_key.to_string(),
-                    (Instant::now(), record.secret.clone()),
-                );
-                Ok(SecretKey::from(record.secret))
+                cache.insert(access_key.to_string(), (Instant::now(), record.clone()));
+                Ok(record)
             }
             QueryResult::AccessKey(None) => Err(s3_error!(
                 InvalidAccessKeyId,
@@ -70,15 +65,12 @@ impl S3Auth for KeyStore {
     }
 }
 
-/// Every operation needs a valid signature; per-bucket permissions come later.
-pub struct SignedOnly;
+/// s3s asks for secrets through this; an `Arc` so the access layer shares the cache.
+pub struct SharedKeyStore(pub Arc<KeyStore>);
 
 #[async_trait::async_trait]
-impl S3Access for SignedOnly {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Access Denied")),
-        }
+impl S3Auth for SharedKeyStore {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        Ok(SecretKey::from(self.0.record(access_key).await?.secret))
     }
 }

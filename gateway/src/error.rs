@@ -1,8 +1,9 @@
 //! The one place where internal errors and metadata outcomes become S3 errors (code, status,
-//! message; s3s renders the XML body).
+//! message; s3s renders the XML body, `server.rs` adds the request id to it).
 
 use baobab::coord::CoordError;
 use baobab::meta::MetaError;
+use baobab::object::ObjectError;
 use s3s::{s3_error, S3Error, S3ErrorCode};
 
 pub fn from_meta(e: MetaError) -> S3Error {
@@ -35,6 +36,71 @@ pub fn from_coord(e: CoordError) -> S3Error {
     }
 }
 
+/// An object-service error as S3 states it. `bucket` names the bucket in NoSuchBucket.
+pub fn from_object(e: ObjectError, bucket: &str) -> S3Error {
+    match e {
+        ObjectError::NoSuchBucket => no_such_bucket(bucket),
+        ObjectError::NoSuchKey => no_such_key(),
+        ObjectError::NoSuchUpload => s3_error!(
+            NoSuchUpload,
+            "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+        ),
+        ObjectError::PreconditionFailed => precondition_failed(),
+        ObjectError::Conflict => s3_error!(
+            OperationAborted,
+            "A conflicting conditional operation is currently in progress against this resource. Please try again."
+        ),
+        ObjectError::InvalidDigest => s3_error!(
+            InvalidDigest,
+            "The Content-MD5 you specified was invalid."
+        ),
+        ObjectError::BadDigest => s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ),
+        ObjectError::BadChecksum(a) => S3Error::with_message(
+            S3ErrorCode::BadDigest,
+            format!(
+                "The {} you specified did not match the calculated checksum.",
+                a.name().to_uppercase()
+            ),
+        ),
+        ObjectError::InvalidChecksum(a) => S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            format!(
+                "Value for x-amz-checksum-{} header is invalid.",
+                a.name()
+            ),
+        ),
+        ObjectError::IncompleteBody => s3_error!(
+            IncompleteBody,
+            "The request body is shorter or longer than Content-Length"
+        ),
+        ObjectError::EntityTooLarge { .. } => s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size."
+        ),
+        ObjectError::InvalidPart { .. } => s3_error!(
+            InvalidPart,
+            "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."
+        ),
+        ObjectError::InvalidPartOrder => s3_error!(
+            InvalidPartOrder,
+            "The list of parts was not in ascending order. Parts must be ordered by part number."
+        ),
+        ObjectError::EntityTooSmall { .. } => s3_error!(
+            EntityTooSmall,
+            "Your proposed upload is smaller than the minimum allowed object size."
+        ),
+        ObjectError::InvalidArgument(msg) => {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
+        }
+        ObjectError::Coord(e) => from_coord(e),
+        ObjectError::Meta(e) => from_meta(e),
+        ObjectError::Unexpected(what) => unexpected(what),
+    }
+}
+
 pub fn no_such_bucket(bucket: &str) -> S3Error {
     S3Error::with_message(
         S3ErrorCode::NoSuchBucket,
@@ -44,6 +110,29 @@ pub fn no_such_bucket(bucket: &str) -> S3Error {
 
 pub fn no_such_key() -> S3Error {
     s3_error!(NoSuchKey, "The specified key does not exist.")
+}
+
+pub fn precondition_failed() -> S3Error {
+    s3_error!(
+        PreconditionFailed,
+        "At least one of the pre-conditions you specified did not hold"
+    )
+}
+
+pub fn access_denied() -> S3Error {
+    s3_error!(AccessDenied, "Access Denied")
+}
+
+/// 304 with the object's ETag and Last-Modified (no body: hyper sends none for 304).
+pub fn not_modified(headers: http::HeaderMap) -> S3Error {
+    let mut e = S3Error::new(S3ErrorCode::NotModified);
+    e.set_status_code(http::StatusCode::NOT_MODIFIED);
+    e.set_headers(headers);
+    e
+}
+
+pub fn invalid_argument(msg: impl Into<String>) -> S3Error {
+    S3Error::with_message(S3ErrorCode::InvalidArgument, msg.into())
 }
 
 pub fn unexpected(what: &str) -> S3Error {

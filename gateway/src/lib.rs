@@ -1,11 +1,22 @@
-//! The S3 gateway: serves the S3 API (parsing, SigV4 and XML by s3s) over the core's metadata
-//! client and object coordinator. Stateless: everything it knows can be rebuilt from the
-//! cluster. Architecture invariant: the gateway never writes to a local disk.
+//! The S3 gateway: serves the S3 API (parsing, SigV4 and XML by s3s) over the core's object
+//! service. Stateless: everything it knows can be rebuilt from the cluster. Architecture
+//! invariant: the gateway never writes to a local disk.
+//!
+//! Map: `server` (listener, request ids) → s3s → `access` (rights, before the operation) →
+//! `s3` (dispatch) → `buckets` / `objects` / `multipart` / `listing` → `baobab::object`.
+//! `error` maps every internal error to its S3 code.
 
+mod access;
 mod auth;
+mod buckets;
 mod checksum;
+mod conditions;
 mod error;
+mod headers;
 mod host;
+mod listing;
+mod multipart;
+mod objects;
 mod s3;
 mod server;
 

@@ -6,13 +6,20 @@ use std::time::Duration;
 
 use baobab::coord::Coordinator;
 use baobab::meta::MetaClient;
+use baobab::object::ObjectService;
 use hyper_util::rt::TokioIo;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::auth::{KeyStore, SignedOnly};
+use crate::access::{Access, AccessRule};
+use crate::auth::{KeyStore, SharedKeyStore};
 use crate::s3::Gateway;
+
+/// The largest file a browser-form POST upload may carry. s3s reads the whole file into memory
+/// before the handler runs (to check the policy's content-length-range), so this bounds the
+/// memory one POST can take; larger uploads use PUT or multipart.
+pub const MAX_POST_OBJECT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// What the gateway needs to serve.
 pub struct GatewayConfig {
@@ -30,15 +37,22 @@ pub async fn serve_s3(
     coord: Coordinator,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let keys = KeyStore::new(meta.clone());
+    let access = Access::new(meta.clone(), keys.clone());
     let gateway = Gateway {
-        meta: meta.clone(),
-        coord,
+        objects: ObjectService::new(meta, coord),
+        access: access.clone(),
         region: cfg.region.clone(),
     };
     let service = {
         let mut b = S3ServiceBuilder::new(gateway);
-        b.set_auth(KeyStore::new(meta));
-        b.set_access(SignedOnly);
+        b.set_auth(SharedKeyStore(keys));
+        b.set_access(AccessRule(access));
+        let mut config = s3s::config::S3Config::default();
+        config.post_object_max_file_size = MAX_POST_OBJECT_BYTES;
+        b.set_config(std::sync::Arc::new(s3s::config::StaticConfigProvider::new(
+            std::sync::Arc::new(config),
+        )));
         if let Some(domain) = &cfg.root_domain {
             b.set_host(crate::host::RootDomain::new(domain));
         }
@@ -69,6 +83,8 @@ pub async fn serve_s3(
                 let request_id = format!("{:016X}", rand::random::<u64>());
                 let span = tracing::info_span!("s3", request_id = %request_id, method = %req.method(), path = %req.uri().path());
                 let close_after = expects_continue_without_body(&req);
+                let mut req = req;
+                amz_date_from_date_header(req.headers_mut());
                 async move {
                     let started = std::time::Instant::now();
                     let mut resp = hyper::service::Service::call(&service, req).await?;
@@ -80,6 +96,9 @@ pub async fn serve_s3(
                     }
                     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
                         resp.headers_mut().insert("x-amz-request-id", v);
+                    }
+                    if resp.status().is_client_error() || resp.status().is_server_error() {
+                        add_request_id_to_error_body(&mut resp, &request_id);
                     }
                     tracing::debug!(
                         status = resp.status().as_u16(),
@@ -120,4 +139,87 @@ fn expects_continue_without_body<B>(req: &http::Request<B>) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "0");
     expects && empty
+}
+
+/// S3 error bodies carry `<RequestId>`, equal to the `x-amz-request-id` header. s3s renders
+/// error bodies before we see them, so the id goes in here (error bodies are small, in memory).
+fn add_request_id_to_error_body(resp: &mut http::Response<s3s::Body>, request_id: &str) {
+    let Some(body) = resp.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return;
+    };
+    if !text.contains("<Error>") || text.contains("<RequestId>") {
+        return;
+    }
+    let Some(at) = text.rfind("</Error>") else {
+        return;
+    };
+    let new = format!(
+        "{}<RequestId>{request_id}</RequestId>{}",
+        &text[..at],
+        &text[at..]
+    );
+    let len = new.len();
+    *resp.body_mut() = s3s::Body::from(new);
+    if let Ok(v) = http::HeaderValue::from_str(&len.to_string()) {
+        resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+    }
+}
+
+/// SigV4 allows the request time in `Date` instead of `x-amz-date` (the string to sign then
+/// holds it in ISO 8601 basic form); s3s reads only `x-amz-date`, so the time is copied there.
+/// An unsigned header changes nothing in the canonical request.
+fn amz_date_from_date_header(headers: &mut http::HeaderMap) {
+    let is_v4 = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+    if !is_v4 || headers.contains_key("x-amz-date") {
+        return;
+    }
+    let Some(date) = headers
+        .get(http::header::DATE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let format = time::format_description::well_known::Rfc2822;
+    let Ok(t) = time::OffsetDateTime::parse(date, &format) else {
+        return;
+    };
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let amz = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&amz) {
+        headers.insert("x-amz-date", v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_header_becomes_amz_date_for_sigv4() {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x"));
+        h.insert(http::header::DATE, http::HeaderValue::from_static("Sun, 29 Nov 2026 06:18:29 GMT"));
+        amz_date_from_date_header(&mut h);
+        assert_eq!(h.get("x-amz-date").map(|v| v.to_str().ok()), Some(Some("20261129T061829Z")));
+        // An existing x-amz-date wins; SigV2 requests are left alone.
+        let mut h2 = http::HeaderMap::new();
+        h2.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("AWS key:sig"));
+        h2.insert(http::header::DATE, http::HeaderValue::from_static("Sun, 29 Nov 2026 06:18:29 GMT"));
+        amz_date_from_date_header(&mut h2);
+        assert!(h2.get("x-amz-date").is_none());
+    }
 }

@@ -1,6 +1,8 @@
-//! Pure byte codecs: Reed-Solomon erasure coding of blocks and the shard file format.
+//! Pure byte codecs: Reed-Solomon erasure coding of blocks, the shard file format, and S3's
+//! additional checksums.
 //! No IO here.
 
+pub mod checksum;
 pub mod erasure;
 pub mod shard_format;
 

@@ -94,20 +94,27 @@ impl Coordinator {
         data: &ObjectData,
         delay: std::time::Duration,
     ) {
-        let ObjectData::Sharded { shard_nodes, .. } = data else {
-            return;
-        };
-        let targets: Vec<_> = shard_nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.map(|n| (i as u8, n)))
+        let targets: Vec<_> = data
+            .pieces(version)
+            .into_iter()
+            .flat_map(|(version, piece)| match piece {
+                ObjectData::Sharded { shard_nodes, .. } => shard_nodes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| n.map(|n| (version, i as u8, n)))
+                    .collect(),
+                _ => Vec::new(),
+            })
             .collect();
+        if targets.is_empty() {
+            return;
+        }
         let rpc = self.rpc.clone();
         tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            for (idx, node) in targets {
+            for (version, idx, node) in targets {
                 let path = shard_path_and_query(version, idx, None);
                 let body = crate::rpc::full_body(bytes::Bytes::new());
                 if let Err(e) = rpc

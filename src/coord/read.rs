@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use http::Method;
 
@@ -31,8 +32,39 @@ struct Window {
 }
 
 impl Coordinator {
-    /// Streams bytes `start..end` of an object's data.
+    /// Streams bytes `start..end` of an object's data; a multipart object's parts are read one
+    /// after the other, each only over the bytes of the range it holds.
     pub fn read(
+        &self,
+        version: VersionId,
+        data: &ObjectData,
+        size: u64,
+        start: u64,
+        end: u64,
+    ) -> BoxStream<'static, Result<Bytes, CoordError>> {
+        let ObjectData::Parts(parts) = data else {
+            return self.read_piece(version, data, size, start, end).boxed();
+        };
+        let mut pieces = Vec::new();
+        let mut offset = 0u64;
+        for p in parts {
+            let (p_start, p_end) = (offset, offset + p.size);
+            if p_end > start && p_start < end {
+                pieces.push(self.read_piece(
+                    p.version,
+                    &p.data,
+                    p.size,
+                    start.max(p_start) - p_start,
+                    end.min(p_end) - p_start,
+                ));
+            }
+            offset = p_end;
+        }
+        futures::stream::iter(pieces).flatten().boxed()
+    }
+
+    /// Streams bytes `start..end` of one inline or sharded piece of data.
+    fn read_piece(
         &self,
         version: VersionId,
         data: &ObjectData,
@@ -63,7 +95,7 @@ impl Coordinator {
                 let e = (end as usize).min(bytes.len()).max(s);
                 Some(Bytes::copy_from_slice(&bytes[s..e]))
             }
-            ObjectData::Sharded { .. } => None,
+            ObjectData::Sharded { .. } | ObjectData::Parts(_) => None,
         };
         let sharded = futures::stream::iter(windows)
             .map(move |(first, end_block)| {

@@ -16,6 +16,7 @@ mod node;
 pub mod raft;
 pub mod state;
 mod store;
+mod uploads;
 
 pub use client::MetaClient;
 pub use error::{MetaError, MetaRpcError};

@@ -14,9 +14,45 @@ use crate::types::{BucketId, NodeId, VersionId};
 pub struct BucketRecord {
     pub name: String,
     pub id: BucketId,
-    /// The access key id that created it.
+    /// The access key id that created it; it holds every right on the bucket.
     pub owner: String,
     pub created_ms: i64,
+    /// Rights given to other access keys (key id → rights); never empty rights.
+    #[serde(default)]
+    pub grants: BTreeMap<String, BucketRights>,
+}
+
+impl BucketRecord {
+    /// What `key_id` may do here: everything for the owner, its grant otherwise.
+    pub fn rights_of(&self, key_id: &str) -> BucketRights {
+        if self.owner == key_id {
+            return BucketRights::ALL;
+        }
+        self.grants.get(key_id).copied().unwrap_or_default()
+    }
+}
+
+/// What an access key may do in one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRights {
+    /// Read and list objects.
+    pub read: bool,
+    /// Write and delete objects, multipart uploads.
+    pub write: bool,
+    /// Bucket settings (CORS, tags), delete the bucket, and everything above.
+    pub owner: bool,
+}
+
+impl BucketRights {
+    pub const ALL: BucketRights = BucketRights {
+        read: true,
+        write: true,
+        owner: true,
+    };
+
+    pub fn any(&self) -> bool {
+        self.read || self.write || self.owner
+    }
 }
 
 /// An access key. The secret is stored in the replicated metadata (it is needed to verify
@@ -27,6 +63,13 @@ pub struct AccessKeyRecord {
     pub secret: String,
     pub name: String,
     pub created_ms: i64,
+    /// May create buckets. Keys stored before rights existed could, so they still can.
+    #[serde(default = "yes")]
+    pub allow_create_bucket: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl std::fmt::Debug for AccessKeyRecord {
@@ -35,6 +78,7 @@ impl std::fmt::Debug for AccessKeyRecord {
             .field("key_id", &self.key_id)
             .field("name", &self.name)
             .field("created_ms", &self.created_ms)
+            .field("allow_create_bucket", &self.allow_create_bucket)
             .finish_non_exhaustive()
     }
 }
@@ -52,17 +96,42 @@ pub enum ObjectData {
         block_size: u32,
         shard_nodes: Vec<Option<NodeId>>,
     },
+    /// A completed multipart upload: its parts in order, each stored under its own version id
+    /// (never `Parts` again inside).
+    Parts(Vec<PartRef>),
 }
 
-/// Checksums a client asked for at PUT, base64 as S3 shows them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checksums {
-    pub crc32: Option<String>,
-    pub crc32c: Option<String>,
-    pub crc64nvme: Option<String>,
-    pub sha1: Option<String>,
-    pub sha256: Option<String>,
+/// One part of a multipart object, as the object record holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    pub number: u32,
+    pub version: VersionId,
+    pub size: u64,
+    /// Hex MD5 of the part, without quotes.
+    pub etag: String,
+    pub data: ObjectData,
 }
+
+impl ObjectData {
+    /// Every stored piece of data: (version naming its shards, data), parts expanded.
+    pub fn pieces(&self, version: VersionId) -> Vec<(VersionId, &ObjectData)> {
+        match self {
+            ObjectData::Parts(parts) => parts.iter().map(|p| (p.version, &p.data)).collect(),
+            other => vec![(version, other)],
+        }
+    }
+
+    /// Bytes held inside the record (what a Raft entry carries beyond its fixed fields).
+    pub fn inline_len(&self) -> usize {
+        match self {
+            ObjectData::Inline(b) => b.len(),
+            ObjectData::Sharded { .. } => 0,
+            ObjectData::Parts(parts) => parts.iter().map(|p| p.data.inline_len()).sum(),
+        }
+    }
+}
+
+pub use crate::codec::checksum::{ChecksumAlgorithm, ChecksumType, Checksums};
 
 /// One object (its current version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +152,120 @@ pub struct ObjectRecord {
     pub user_meta: BTreeMap<String, String>,
     pub checksums: Checksums,
     pub data: ObjectData,
+    /// How a multipart object's checksum was formed; None for single PUTs.
+    #[serde(default)]
+    pub checksum_type: Option<ChecksumType>,
+    /// Object tags (`x-amz-tagging`, PutObjectTagging).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// `x-amz-website-redirect-location`.
+    #[serde(default)]
+    pub website_redirect: Option<String>,
+}
+
+impl ObjectRecord {
+    /// The number of parts of a multipart object; None for single PUTs.
+    pub fn parts_count(&self) -> Option<usize> {
+        match &self.data {
+            ObjectData::Parts(p) => Some(p.len()),
+            _ => None,
+        }
+    }
+
+    /// A record for data written with `headers`.
+    pub fn new(
+        version: VersionId,
+        size: u64,
+        etag: String,
+        last_modified_ms: i64,
+        headers: ObjectHeaders,
+        checksums: Checksums,
+        data: ObjectData,
+    ) -> Self {
+        ObjectRecord {
+            version,
+            size,
+            etag,
+            last_modified_ms,
+            content_type: headers.content_type,
+            content_encoding: headers.content_encoding,
+            content_disposition: headers.content_disposition,
+            content_language: headers.content_language,
+            cache_control: headers.cache_control,
+            expires_ms: headers.expires_ms,
+            user_meta: headers.user_meta,
+            checksums,
+            data,
+            checksum_type: None,
+            tags: headers.tags,
+            website_redirect: headers.website_redirect,
+        }
+    }
+
+    /// The headers stored with the object (what CopyObject's COPY directive keeps).
+    pub fn headers(&self) -> ObjectHeaders {
+        ObjectHeaders {
+            content_type: self.content_type.clone(),
+            content_encoding: self.content_encoding.clone(),
+            content_disposition: self.content_disposition.clone(),
+            content_language: self.content_language.clone(),
+            cache_control: self.cache_control.clone(),
+            expires_ms: self.expires_ms,
+            user_meta: self.user_meta.clone(),
+            tags: self.tags.clone(),
+            website_redirect: self.website_redirect.clone(),
+        }
+    }
+}
+
+/// What a client sets on an object besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires_ms: Option<i64>,
+    pub user_meta: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub website_redirect: Option<String>,
+}
+
+/// An upload in progress (CreateMultipartUpload until Complete or Abort).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub upload_id: String,
+    pub key: String,
+    pub initiated_ms: i64,
+    /// The access key that created it.
+    pub initiator: String,
+    pub headers: ObjectHeaders,
+    /// The checksum algorithm named at creation; parts must carry it.
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    pub checksum_type: Option<ChecksumType>,
+}
+
+/// One uploaded part of an upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub number: u32,
+    pub version: VersionId,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified_ms: i64,
+    pub checksums: Checksums,
+    pub data: ObjectData,
+}
+
+/// A condition a write holds on the current object (conditional writes, atomic in the state
+/// machine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: only if no object exists under the key.
+    IfNoneMatchAny,
+    /// `If-Match: <etag>`: only if the current object has this ETag (unquoted).
+    IfMatch(String),
 }
 
 #[cfg(test)]
@@ -103,6 +286,9 @@ impl ObjectRecord {
             user_meta: BTreeMap::new(),
             checksums: Checksums::default(),
             data: ObjectData::Inline(data),
+            checksum_type: None,
+            tags: BTreeMap::new(),
+            website_redirect: None,
         }
     }
 }
@@ -132,6 +318,8 @@ pub enum Command {
         bucket: String,
         key: String,
         record: ObjectRecord,
+        #[serde(default)]
+        condition: Option<WriteCondition>,
     },
     DeleteObject {
         bucket: String,
@@ -140,6 +328,53 @@ pub enum Command {
     /// Creates the key unless a key with this id exists.
     CreateAccessKey {
         record: AccessKeyRecord,
+    },
+    DeleteAccessKey {
+        key_id: String,
+    },
+    SetKeyCreateBucket {
+        key_id: String,
+        allow: bool,
+    },
+    /// Sets `key_id`'s rights on a bucket (all false: removes its grant).
+    SetBucketGrant {
+        bucket: String,
+        key_id: String,
+        rights: BucketRights,
+    },
+    CreateUpload {
+        bucket: String,
+        upload: UploadRecord,
+    },
+    /// Stores a part (replacing a part with the same number).
+    PutPart {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        part: PartRecord,
+    },
+    /// Makes the listed parts (number, version) the object; fails with `PartsChanged` if any
+    /// of them was replaced or is gone, so the caller's checks on them still hold.
+    CompleteUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        parts: Vec<(u32, VersionId)>,
+        /// The record to store; its `data` is filled in from the stored parts.
+        record: ObjectRecord,
+        condition: Option<WriteCondition>,
+    },
+    AbortUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+    /// Replaces an object's tags, if its current version is `version`.
+    SetObjectTags {
+        bucket: String,
+        key: String,
+        version: VersionId,
+        tags: BTreeMap<String, String>,
     },
     /// Group commit: commands from concurrent clients in one Raft entry (one log fsync per
     /// node), applied in order, each seeing the changes of those before it. Never nested.
@@ -167,6 +402,28 @@ pub enum CommandResult {
     },
     AccessKeyCreated,
     AccessKeyExists,
+    NoSuchAccessKey,
+    /// A conditional write's condition did not hold.
+    PreconditionFailed,
+    /// `If-Match` on a key with no object.
+    NoSuchKey,
+    NoSuchUpload,
+    /// A part listed in a completion was replaced or removed meanwhile.
+    PartsChanged,
+    /// The part was stored; the part it replaced, if any (its shards are garbage now).
+    PartPut {
+        replaced: Option<PartRecord>,
+    },
+    /// The upload became the object; the record it replaced and the uploaded parts that the
+    /// completion left out (both garbage now).
+    UploadCompleted {
+        replaced: Option<ObjectRecord>,
+        unused_parts: Vec<PartRecord>,
+    },
+    /// The upload is gone with its parts.
+    UploadAborted {
+        parts: Vec<PartRecord>,
+    },
     /// The results of a [`Command::Batch`], one per command, in order.
     Batch(Vec<CommandResult>),
 }
@@ -180,6 +437,51 @@ pub enum Query {
     ListObjects(ListObjectsQuery),
     GetAccessKey { key_id: String },
     ListAccessKeys,
+    GetUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+    ListParts(ListPartsQuery),
+    ListUploads(ListUploadsQuery),
+}
+
+/// Parts of one upload with numbers above `after`, at most `max_parts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPartsQuery {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    pub after: u32,
+    pub max_parts: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartsPage {
+    pub upload: Option<UploadRecord>,
+    pub parts: Vec<PartRecord>,
+    pub is_truncated: bool,
+}
+
+/// Uploads in progress in key order, then upload id order; after (key_marker,
+/// upload_id_marker) as ListMultipartUploads defines it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListUploadsQuery {
+    pub bucket: String,
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub max_uploads: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadsPage {
+    pub uploads: Vec<UploadRecord>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
 }
 
 /// A listing page request: keys in byte order, strictly after `start_after`, starting with
@@ -212,6 +514,9 @@ pub enum QueryResult {
     Objects(ListObjectsPage),
     AccessKey(Option<AccessKeyRecord>),
     AccessKeys(Vec<AccessKeyRecord>),
+    Upload(Option<UploadRecord>),
+    Parts(PartsPage),
+    Uploads(UploadsPage),
     /// The query named a bucket that does not exist.
     NoSuchBucket,
 }

@@ -141,10 +141,8 @@ async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
 
 fn inline_len(cmd: &Command) -> usize {
     match cmd {
-        Command::PutObject { record, .. } => match &record.data {
-            super::model::ObjectData::Inline(b) => b.len(),
-            _ => 0,
-        },
+        Command::PutObject { record, .. } => record.data.inline_len(),
+        Command::PutPart { part, .. } => part.data.inline_len(),
         _ => 0,
     }
 }
@@ -459,6 +457,7 @@ mod tests {
                     bucket: "photos".into(),
                     key: format!("img/{i:02}"),
                     record: object(i),
+                    condition: None,
                 };
                 client.write(cmd).await
             }
@@ -483,6 +482,7 @@ mod tests {
             bucket: "photos".into(),
             key: "after-failover".into(),
             record: object(3),
+            condition: None,
         };
         assert_eq!(
             client.write(cmd).await.expect("write after failover"),

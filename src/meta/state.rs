@@ -8,6 +8,8 @@
 //! - `k/<access key id>` → [`AccessKeyRecord`]
 //! - `o/<bucket id, 16 hex digits>/<object key bytes>` → [`ObjectRecord`]: a bucket's objects are
 //!   one ordered range, so a listing is a range scan.
+//! - `u/<bucket id>/<object key bytes>\0<upload id>` and `p/<bucket id>/<upload id>/<part
+//!   number, 8 hex digits>`: multipart uploads in progress and their parts ([`super::uploads`]).
 //!
 //! Values are a 1-byte format version followed by MessagePack with named fields.
 
@@ -16,8 +18,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::error::MetaError;
 use super::model::{
     AccessKeyRecord, BucketRecord, Command, CommandResult, ListObjectsPage, ListObjectsQuery,
-    ObjectRecord, ObjectSummary, Query, QueryResult,
+    ObjectRecord, ObjectSummary, Query, QueryResult, WriteCondition,
 };
+use super::uploads;
 use crate::types::{BucketId, MAX_KEYS_PER_PAGE};
 
 /// The format version byte in front of every stored value.
@@ -103,14 +106,14 @@ pub enum Op {
     Delete(Vec<u8>),
 }
 
-fn get_decoded<T: DeserializeOwned>(
+pub(crate) fn get_decoded<T: DeserializeOwned>(
     state: &dyn StateRead,
     key: &[u8],
 ) -> Result<Option<T>, MetaError> {
     state.get(key)?.map(|v| decode_value(&v)).transpose()
 }
 
-fn get_bucket(state: &dyn StateRead, name: &str) -> Result<Option<BucketRecord>, MetaError> {
+pub(crate) fn get_bucket(state: &dyn StateRead, name: &str) -> Result<Option<BucketRecord>, MetaError> {
     get_decoded(state, &bucket_key(name))
 }
 
@@ -136,6 +139,7 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
                 id: *id,
                 owner: owner.clone(),
                 created_ms: *created_ms,
+                grants: Default::default(),
             };
             Ok((
                 CommandResult::BucketCreated,
@@ -146,11 +150,11 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             let Some(bucket) = get_bucket(state, name)? else {
                 return Ok((CommandResult::NoSuchBucket, vec![]));
             };
-            let prefix = objects_prefix(bucket.id);
-            let mut cursor = state.cursor();
-            cursor.seek(&prefix);
-            if matches!(cursor.current()?, Some((k, _)) if k.starts_with(&prefix)) {
-                return Ok((CommandResult::BucketNotEmpty, vec![]));
+            // Uploads in progress hold shards too: a bucket with any is not empty.
+            for prefix in [objects_prefix(bucket.id), uploads::uploads_prefix(bucket.id)] {
+                if has_prefix(state, &prefix)? {
+                    return Ok((CommandResult::BucketNotEmpty, vec![]));
+                }
             }
             Ok((CommandResult::Ok, vec![Op::Delete(bucket_key(name))]))
         }
@@ -158,17 +162,81 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             bucket,
             key,
             record,
+            condition,
         } => {
             let Some(b) = get_bucket(state, bucket)? else {
                 return Ok((CommandResult::NoSuchBucket, vec![]));
             };
             let k = object_key(b.id, key);
             let replaced = get_decoded::<ObjectRecord>(state, &k)?;
+            if let Some(refused) = check_condition(condition.as_ref(), replaced.as_ref()) {
+                return Ok((refused, vec![]));
+            }
             Ok((
                 CommandResult::ObjectPut { replaced },
                 vec![Op::Put(k, encode_value(record)?)],
             ))
         }
+        Command::SetObjectTags {
+            bucket,
+            key,
+            version,
+            tags,
+        } => {
+            let Some(b) = get_bucket(state, bucket)? else {
+                return Ok((CommandResult::NoSuchBucket, vec![]));
+            };
+            let k = object_key(b.id, key);
+            match get_decoded::<ObjectRecord>(state, &k)? {
+                Some(mut r) if r.version == *version => {
+                    r.tags = tags.clone();
+                    Ok((CommandResult::Ok, vec![Op::Put(k, encode_value(&r)?)]))
+                }
+                // Overwritten meanwhile: the tags were for a version that is gone.
+                Some(_) => Ok((CommandResult::PreconditionFailed, vec![])),
+                None => Ok((CommandResult::NoSuchKey, vec![])),
+            }
+        }
+        Command::DeleteAccessKey { key_id } => {
+            let k = access_key_key(key_id);
+            if state.get(&k)?.is_none() {
+                return Ok((CommandResult::NoSuchAccessKey, vec![]));
+            }
+            Ok((CommandResult::Ok, vec![Op::Delete(k)]))
+        }
+        Command::SetKeyCreateBucket { key_id, allow } => {
+            let k = access_key_key(key_id);
+            let Some(mut record) = get_decoded::<AccessKeyRecord>(state, &k)? else {
+                return Ok((CommandResult::NoSuchAccessKey, vec![]));
+            };
+            record.allow_create_bucket = *allow;
+            Ok((CommandResult::Ok, vec![Op::Put(k, encode_value(&record)?)]))
+        }
+        Command::SetBucketGrant {
+            bucket,
+            key_id,
+            rights,
+        } => {
+            let Some(mut b) = get_bucket(state, bucket)? else {
+                return Ok((CommandResult::NoSuchBucket, vec![]));
+            };
+            if state.get(&access_key_key(key_id))?.is_none() {
+                return Ok((CommandResult::NoSuchAccessKey, vec![]));
+            }
+            if rights.any() {
+                b.grants.insert(key_id.clone(), *rights);
+            } else {
+                b.grants.remove(key_id);
+            }
+            Ok((
+                CommandResult::Ok,
+                vec![Op::Put(bucket_key(bucket), encode_value(&b)?)],
+            ))
+        }
+        Command::CreateUpload { .. }
+        | Command::PutPart { .. }
+        | Command::CompleteUpload { .. }
+        | Command::AbortUpload { .. } => uploads::apply(state, cmd),
         Command::DeleteObject { bucket, key } => {
             let Some(b) = get_bucket(state, bucket)? else {
                 return Ok((CommandResult::NoSuchBucket, vec![]));
@@ -228,11 +296,37 @@ pub fn query(state: &dyn StateRead, q: &Query) -> Result<QueryResult, MetaError>
             state,
             ACCESS_KEY_PREFIX,
         )?)),
+        Query::GetUpload { .. } | Query::ListParts(_) | Query::ListUploads(_) => {
+            uploads::query(state, q)
+        }
     }
 }
 
+/// None if `condition` holds on `current`; the refusal otherwise.
+pub(crate) fn check_condition(
+    condition: Option<&WriteCondition>,
+    current: Option<&ObjectRecord>,
+) -> Option<CommandResult> {
+    match (condition, current) {
+        (None, _) => None,
+        (Some(WriteCondition::IfNoneMatchAny), None) => None,
+        (Some(WriteCondition::IfNoneMatchAny), Some(_)) => Some(CommandResult::PreconditionFailed),
+        (Some(WriteCondition::IfMatch(_)), None) => Some(CommandResult::NoSuchKey),
+        (Some(WriteCondition::IfMatch(etag)), Some(r)) => {
+            (r.etag != *etag).then_some(CommandResult::PreconditionFailed)
+        }
+    }
+}
+
+/// Whether any key starts with `prefix`.
+pub(crate) fn has_prefix(state: &dyn StateRead, prefix: &[u8]) -> Result<bool, MetaError> {
+    let mut cursor = state.cursor();
+    cursor.seek(prefix);
+    Ok(matches!(cursor.current()?, Some((k, _)) if k.starts_with(prefix)))
+}
+
 /// Every record under `prefix`, in key order (bucket and access-key counts are small).
-fn scan_prefix<T: DeserializeOwned>(
+pub(crate) fn scan_prefix<T: DeserializeOwned>(
     state: &dyn StateRead,
     prefix: &[u8],
 ) -> Result<Vec<T>, MetaError> {
@@ -325,12 +419,12 @@ pub fn list_objects(
     Ok(page)
 }
 
-fn utf8(bytes: &[u8]) -> Result<String, MetaError> {
+pub(crate) fn utf8(bytes: &[u8]) -> Result<String, MetaError> {
     String::from_utf8(bytes.to_vec())
         .map_err(|e| MetaError::Codec(format!("object key is not UTF-8: {e}")))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -421,6 +515,7 @@ mod tests {
             bucket: bucket.into(),
             key: key.into(),
             record: record(key.len() as u64),
+            condition: None,
         }
     }
 
@@ -739,6 +834,7 @@ mod tests {
             bucket: "b".into(),
             key: "k".into(),
             record: record(9),
+            condition: None,
         };
         assert_eq!(
             s.run(&second),
@@ -783,6 +879,7 @@ mod tests {
             secret: "s".into(),
             name: "n".into(),
             created_ms: 1,
+            allow_create_bucket: false,
         };
         assert_eq!(
             s.run(&Command::CreateAccessKey { record: key("K2") }),

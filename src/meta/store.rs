@@ -740,6 +740,7 @@ mod tests {
                 "e".into(),
                 vec![version as u8],
             ),
+            condition: None,
         }
     }
 

@@ -1,0 +1,288 @@
+//! Admin commands against a running cluster (`baobab key …`, `baobab bucket …`): each is one
+//! metadata command or query through the cluster's Raft leader, answered as JSON on stdout.
+//! Secrets are printed only by `key create`, never logged.
+
+use std::path::Path;
+use std::time::Duration;
+
+use baobab::meta::{
+    AccessKeyRecord, BucketRecord, BucketRights, Command, CommandResult, MetaClient, Query,
+    QueryResult,
+};
+use baobab::rpc::RpcClient;
+use baobab::types::BucketId;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::run::{ensure_access_key, new_key_pair};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn connect(config_path: &Path) -> anyhow::Result<MetaClient> {
+    let cfg = Config::load(config_path)?;
+    let rpc = RpcClient::new(cfg.secret()?, cfg.members().into_iter().collect());
+    Ok(MetaClient::new(rpc, cfg.members().keys().copied().collect()))
+}
+
+fn print(v: Value) {
+    println!("{v}");
+}
+
+async fn write(meta: &MetaClient, cmd: Command) -> anyhow::Result<CommandResult> {
+    Ok(meta.write(cmd).await?)
+}
+
+async fn key(meta: &MetaClient, key_id: &str) -> anyhow::Result<AccessKeyRecord> {
+    match meta
+        .read(Query::GetAccessKey {
+            key_id: key_id.to_string(),
+        })
+        .await?
+    {
+        QueryResult::AccessKey(Some(k)) => Ok(k),
+        QueryResult::AccessKey(None) => anyhow::bail!("no access key {key_id}"),
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    }
+}
+
+async fn bucket(meta: &MetaClient, name: &str) -> anyhow::Result<BucketRecord> {
+    match meta
+        .read(Query::GetBucket {
+            name: name.to_string(),
+        })
+        .await?
+    {
+        QueryResult::Bucket(Some(b)) => Ok(b),
+        QueryResult::Bucket(None) => anyhow::bail!("no bucket {name}"),
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    }
+}
+
+async fn buckets(meta: &MetaClient) -> anyhow::Result<Vec<BucketRecord>> {
+    match meta.read(Query::ListBuckets).await? {
+        QueryResult::Buckets(b) => Ok(b),
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    }
+}
+
+fn expect_ok(r: CommandResult, what: &str) -> anyhow::Result<()> {
+    match r {
+        CommandResult::Ok => Ok(()),
+        CommandResult::NoSuchAccessKey => anyhow::bail!("{what}: no such access key"),
+        CommandResult::NoSuchBucket => anyhow::bail!("{what}: no such bucket"),
+        CommandResult::BucketNotEmpty => anyhow::bail!("{what}: the bucket is not empty"),
+        other => anyhow::bail!("{what}: unexpected answer {other:?}"),
+    }
+}
+
+fn rights_json(r: BucketRights) -> Value {
+    json!({"read": r.read, "write": r.write, "owner": r.owner})
+}
+
+fn key_json(k: &AccessKeyRecord) -> Value {
+    json!({"access_key_id": k.key_id, "name": k.name, "allow_create_bucket": k.allow_create_bucket})
+}
+
+pub async fn key_create(
+    config_path: &Path,
+    name: String,
+    pair: Option<(String, String)>,
+    allow_create_bucket: bool,
+) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    let pair = pair.unwrap_or_else(new_key_pair);
+    let mut record =
+        ensure_access_key(&meta, name, pair, allow_create_bucket, Duration::from_secs(30)).await?;
+    if allow_create_bucket && !record.allow_create_bucket {
+        expect_ok(
+            write(
+                &meta,
+                Command::SetKeyCreateBucket {
+                    key_id: record.key_id.clone(),
+                    allow: true,
+                },
+            )
+            .await?,
+            "key create",
+        )?;
+        record.allow_create_bucket = true;
+    }
+    print(json!({
+        "access_key_id": record.key_id,
+        "secret_access_key": record.secret,
+        "name": record.name,
+        "allow_create_bucket": record.allow_create_bucket,
+    }));
+    Ok(())
+}
+
+pub async fn key_list(config_path: &Path) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    match meta.read(Query::ListAccessKeys).await? {
+        QueryResult::AccessKeys(keys) => {
+            print(Value::Array(keys.iter().map(key_json).collect()));
+            Ok(())
+        }
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    }
+}
+
+pub async fn key_info(config_path: &Path, key_id: &str) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    let k = key(&meta, key_id).await?;
+    let mut v = key_json(&k);
+    let rights: Vec<Value> = buckets(&meta)
+        .await?
+        .iter()
+        .filter_map(|b| {
+            let r = b.rights_of(key_id);
+            r.any().then(|| {
+                let mut j = rights_json(r);
+                j["bucket"] = json!(b.name);
+                j
+            })
+        })
+        .collect();
+    v["buckets"] = Value::Array(rights);
+    print(v);
+    Ok(())
+}
+
+pub async fn key_delete(config_path: &Path, key_id: &str) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    let r = write(
+        &meta,
+        Command::DeleteAccessKey {
+            key_id: key_id.to_string(),
+        },
+    )
+    .await?;
+    expect_ok(r, "key delete")
+}
+
+pub async fn key_create_bucket_right(
+    config_path: &Path,
+    key_id: &str,
+    allow: bool,
+) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    let r = write(
+        &meta,
+        Command::SetKeyCreateBucket {
+            key_id: key_id.to_string(),
+            allow,
+        },
+    )
+    .await?;
+    expect_ok(r, "key allow/deny")?;
+    print(key_json(&key(&meta, key_id).await?));
+    Ok(())
+}
+
+pub async fn bucket_create(config_path: &Path, name: &str, owner: &str) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    key(&meta, owner).await?;
+    let r = write(
+        &meta,
+        Command::CreateBucket {
+            name: name.to_string(),
+            id: BucketId(rand::random()),
+            owner: owner.to_string(),
+            created_ms: now_ms(),
+        },
+    )
+    .await?;
+    match r {
+        CommandResult::BucketCreated | CommandResult::BucketAlreadyOwnedByYou => {
+            print(bucket_json(&bucket(&meta, name).await?));
+            Ok(())
+        }
+        CommandResult::BucketAlreadyExists => {
+            anyhow::bail!("bucket {name} exists and belongs to another key")
+        }
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    }
+}
+
+fn bucket_json(b: &BucketRecord) -> Value {
+    let grants: Vec<Value> = b
+        .grants
+        .iter()
+        .map(|(k, r)| {
+            let mut j = rights_json(*r);
+            j["access_key_id"] = json!(k);
+            j
+        })
+        .collect();
+    json!({"name": b.name, "owner": b.owner, "created_ms": b.created_ms, "grants": grants})
+}
+
+pub async fn bucket_list(config_path: &Path) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    let list: Vec<Value> = buckets(&meta)
+        .await?
+        .iter()
+        .map(|b| json!({"name": b.name, "owner": b.owner, "created_ms": b.created_ms}))
+        .collect();
+    print(Value::Array(list));
+    Ok(())
+}
+
+pub async fn bucket_info(config_path: &Path, name: &str) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    print(bucket_json(&bucket(&meta, name).await?));
+    Ok(())
+}
+
+pub async fn bucket_delete(config_path: &Path, name: &str) -> anyhow::Result<()> {
+    let meta = connect(config_path)?;
+    let r = write(
+        &meta,
+        Command::DeleteBucket {
+            name: name.to_string(),
+        },
+    )
+    .await?;
+    expect_ok(r, "bucket delete")
+}
+
+/// Adds (`allow`) or removes the named rights of `key_id` on a bucket.
+pub async fn bucket_grant(
+    config_path: &Path,
+    name: &str,
+    key_id: &str,
+    change: BucketRights,
+    allow: bool,
+) -> anyhow::Result<()> {
+    if !change.any() {
+        anyhow::bail!("name at least one of --read, --write, --owner");
+    }
+    let meta = connect(config_path)?;
+    let b = bucket(&meta, name).await?;
+    let mut r = b.grants.get(key_id).copied().unwrap_or_default();
+    let set = |slot: &mut bool, named: bool| {
+        if named {
+            *slot = allow;
+        }
+    };
+    set(&mut r.read, change.read);
+    set(&mut r.write, change.write);
+    set(&mut r.owner, change.owner);
+    let answer = write(
+        &meta,
+        Command::SetBucketGrant {
+            bucket: name.to_string(),
+            key_id: key_id.to_string(),
+            rights: r,
+        },
+    )
+    .await?;
+    expect_ok(answer, "bucket allow/deny")?;
+    print(bucket_json(&bucket(&meta, name).await?));
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! Bucket operations: ListBuckets (only the buckets the caller holds a right on, paginated),
+//! CreateBucket, HeadBucket, GetBucketLocation, DeleteBucket, and the small calls clients make
+//! before they upload: versioning (never enabled), ACLs (answered as MinIO does: a private
+//! owner ACL; only `private` accepted), ownership controls (BucketOwnerEnforced).
+
+use baobab::meta::{Command, CommandResult, Query, QueryResult};
+use baobab::types::BucketId;
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use crate::error::{from_meta, invalid_argument, no_such_bucket, unexpected};
+use crate::headers::{now_ms, timestamp};
+use crate::s3::{caller, Gateway};
+
+/// Buckets per ListBuckets page at most (as S3).
+const MAX_BUCKETS_PER_PAGE: usize = 10_000;
+
+fn owner(id: &str) -> Owner {
+    Owner {
+        display_name: Some(id.to_string()),
+        id: Some(id.to_string()),
+    }
+}
+
+fn private_acl(owner_id: &str) -> (Option<Owner>, Option<Vec<Grant>>) {
+    let grant = Grant {
+        grantee: Some(Grantee {
+            display_name: Some(owner_id.to_string()),
+            id: Some(owner_id.to_string()),
+            type_: Type::from_static(Type::CANONICAL_USER),
+            email_address: None,
+            uri: None,
+        }),
+        permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
+    };
+    (Some(owner(owner_id)), Some(vec![grant]))
+}
+
+impl Gateway {
+    pub(crate) async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let key_id = caller(&req)?;
+        let input = req.input;
+        let QueryResult::Buckets(buckets) = self
+            .objects
+            .meta
+            .read(Query::ListBuckets)
+            .await
+            .map_err(from_meta)?
+        else {
+            return Err(unexpected("ListBuckets"));
+        };
+        let max = match input.max_buckets {
+            Some(m) if m < 1 || m as usize > MAX_BUCKETS_PER_PAGE => {
+                return Err(invalid_argument("max-buckets must be between 1 and 10000"))
+            }
+            Some(m) => m as usize,
+            None => MAX_BUCKETS_PER_PAGE,
+        };
+        let after = match input.continuation_token.as_deref() {
+            Some(t) => Some(
+                hex::decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| invalid_argument("The continuation token provided is incorrect"))?,
+            ),
+            None => None,
+        };
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let visible: Vec<_> = buckets
+            .into_iter()
+            .filter(|b| b.rights_of(&key_id).any())
+            .filter(|b| b.name.starts_with(&prefix))
+            .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
+            .collect();
+        let truncated = visible.len() > max;
+        let page: Vec<Bucket> = visible
+            .iter()
+            .take(max)
+            .map(|b| Bucket {
+                name: Some(b.name.clone()),
+                creation_date: Some(timestamp(b.created_ms)),
+                bucket_region: Some(self.region.clone()),
+            })
+            .collect();
+        let next = truncated
+            .then(|| page.last().and_then(|b| b.name.as_deref()).map(|n| hex::encode(n.as_bytes())))
+            .flatten();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(page),
+            owner: Some(owner(&key_id)),
+            continuation_token: next,
+            prefix: input.prefix,
+        }))
+    }
+
+    pub(crate) async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let key_id = caller(&req)?;
+        let name = req.input.bucket.clone();
+        if let Some(acl) = &req.input.acl {
+            if acl.as_str() != BucketCannedACL::PRIVATE {
+                return Err(s3_error!(AccessControlListNotSupported, "The bucket does not allow ACLs"));
+            }
+        }
+        let cmd = Command::CreateBucket {
+            name: name.clone(),
+            id: BucketId(rand::random()),
+            owner: key_id,
+            created_ms: now_ms(),
+        };
+        let answer = self.objects.meta.write(cmd).await.map_err(from_meta)?;
+        self.access.forget(&name);
+        match answer {
+            CommandResult::BucketCreated => {
+                tracing::info!(bucket = %name, "bucket created");
+                Ok(S3Response::new(CreateBucketOutput {
+                    location: Some(format!("/{name}")),
+                }))
+            }
+            CommandResult::BucketAlreadyOwnedByYou => Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it."
+            )),
+            CommandResult::BucketAlreadyExists => Err(s3_error!(BucketAlreadyExists)),
+            _ => Err(unexpected("CreateBucket")),
+        }
+    }
+
+    pub(crate) async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.access.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.region.clone()),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.access.bucket(&req.input.bucket).await?;
+        // As AWS: us-east-1 is reported as an empty location constraint.
+        let location = (self.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: location,
+        }))
+    }
+
+    pub(crate) async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let name = req.input.bucket.clone();
+        let answer = self
+            .objects
+            .meta
+            .write(Command::DeleteBucket { name: name.clone() })
+            .await
+            .map_err(from_meta)?;
+        self.access.forget(&name);
+        match answer {
+            CommandResult::Ok => {
+                tracing::info!(bucket = %name, "bucket deleted");
+                Ok(S3Response::new(DeleteBucketOutput {}))
+            }
+            CommandResult::NoSuchBucket => Err(no_such_bucket(&name)),
+            CommandResult::BucketNotEmpty => Err(s3_error!(
+                BucketNotEmpty,
+                "The bucket you tried to delete is not empty"
+            )),
+            _ => Err(unexpected("DeleteBucket")),
+        }
+    }
+
+    pub(crate) async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.access.bucket(&req.input.bucket).await?;
+        // Versioning was never enabled: AWS answers with an empty configuration.
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    }
+
+    pub(crate) async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        let b = self.access.bucket(&req.input.bucket).await?;
+        let (owner, grants) = private_acl(&b.owner);
+        Ok(S3Response::new(GetBucketAclOutput { owner, grants }))
+    }
+
+    pub(crate) async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.access.bucket(&req.input.bucket).await?;
+        match &req.input.acl {
+            Some(acl) if acl.as_str() == BucketCannedACL::PRIVATE => {
+                Ok(S3Response::new(PutBucketAclOutput::default()))
+            }
+            _ => Err(s3_error!(NotImplemented, "Only the 'private' canned ACL is supported; use bucket permissions (baobab bucket allow)")),
+        }
+    }
+
+    pub(crate) async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        let b = self.access.bucket(&req.input.bucket).await?;
+        self.objects
+            .head(&req.input.bucket, &req.input.key)
+            .await
+            .map_err(|e| crate::error::from_object(e, &req.input.bucket))?;
+        let (owner, grants) = private_acl(&b.owner);
+        Ok(S3Response::new(GetObjectAclOutput {
+            owner,
+            grants,
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.objects
+            .head(&req.input.bucket, &req.input.key)
+            .await
+            .map_err(|e| crate::error::from_object(e, &req.input.bucket))?;
+        match &req.input.acl {
+            Some(acl) if acl.as_str() == ObjectCannedACL::PRIVATE => {
+                Ok(S3Response::new(PutObjectAclOutput::default()))
+            }
+            _ => Err(s3_error!(NotImplemented, "Only the 'private' canned ACL is supported")),
+        }
+    }
+
+    pub(crate) async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
+        self.access.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketOwnershipControlsOutput {
+            ownership_controls: Some(OwnershipControls {
+                rules: vec![OwnershipControlsRule {
+                    object_ownership: ObjectOwnership::from_static(
+                        ObjectOwnership::BUCKET_OWNER_ENFORCED,
+                    ),
+                }],
+            }),
+        }))
+    }
+}

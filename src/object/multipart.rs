@@ -1,0 +1,394 @@
+//! Multipart uploads: parts are written (erasure-coded) as they arrive, through the same write
+//! protocol as a single PUT; completion is a metadata commit that makes the listed parts one
+//! object — never a copy of the data. Replaced, left-out and aborted parts are freed.
+
+use bytes::Bytes;
+use futures::Stream;
+use md5::Digest as _;
+
+use super::put::{DataExpectations, WriteSpec};
+use super::{now_ms, ObjectError, ObjectService};
+use crate::codec::checksum::{self, ChecksumAlgorithm, ChecksumType, Checksums};
+use crate::meta::{
+    Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData, ObjectRecord,
+    PartRecord, PartsPage, Query, QueryResult, UploadRecord, UploadsPage, WriteCondition,
+};
+use crate::types::{VersionId, MAX_PARTS_PER_UPLOAD, MIN_PART_SIZE_BYTES};
+
+/// A stored part.
+#[derive(Debug, Clone)]
+pub struct PartWritten {
+    pub etag: String,
+    pub size: u64,
+    pub checksums: Checksums,
+    pub last_modified_ms: i64,
+}
+
+/// One part as CompleteMultipartUpload lists it.
+#[derive(Debug, Clone)]
+pub struct CompletePart {
+    pub number: u32,
+    /// Unquoted; None when the client sent none.
+    pub etag: Option<String>,
+    pub checksums: Checksums,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompleteRequest {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    pub parts: Vec<CompletePart>,
+    pub condition: Option<WriteCondition>,
+    /// Whole-object checksum values sent with the request (FULL_OBJECT uploads).
+    pub claimed: Checksums,
+}
+
+/// A completed upload, now the object.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub etag: String,
+    pub size: u64,
+    pub checksums: Checksums,
+    pub checksum_type: Option<ChecksumType>,
+}
+
+/// S3's multipart ETag: MD5 of the concatenated binary part MD5s, then `-<parts>`.
+pub fn multipart_etag<'a>(part_etags: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let n = part_etags.len();
+    let mut md5 = md5::Md5::new();
+    for e in part_etags {
+        md5.update(hex::decode(e).unwrap_or_default());
+    }
+    format!("{}-{n}", hex::encode(md5.finalize()))
+}
+
+/// The default checksum type S3 gives an algorithm named at upload creation.
+fn default_type(a: ChecksumAlgorithm) -> ChecksumType {
+    match a {
+        ChecksumAlgorithm::Crc64Nvme => ChecksumType::FullObject,
+        _ => ChecksumType::Composite,
+    }
+}
+
+impl ObjectService {
+    /// CreateMultipartUpload: records the upload; returns its id.
+    pub async fn create_upload(
+        &self,
+        spec: WriteSpec,
+        initiator: String,
+        checksum_algorithm: Option<ChecksumAlgorithm>,
+        checksum_type: Option<ChecksumType>,
+    ) -> Result<UploadRecord, ObjectError> {
+        if let (Some(a), Some(ChecksumType::FullObject)) = (checksum_algorithm, checksum_type) {
+            if !a.supports_full_object() {
+                return Err(ObjectError::InvalidArgument(format!(
+                    "The FULL_OBJECT checksum type cannot be used with the {} checksum algorithm",
+                    a.name().to_uppercase()
+                )));
+            }
+        }
+        if checksum_type.is_some() && checksum_algorithm.is_none() {
+            return Err(ObjectError::InvalidArgument(
+                "x-amz-checksum-type needs x-amz-checksum-algorithm".into(),
+            ));
+        }
+        let upload = UploadRecord {
+            upload_id: hex::encode(rand::random::<[u8; 16]>()),
+            key: spec.key,
+            initiated_ms: now_ms(),
+            initiator,
+            headers: spec.headers,
+            checksum_algorithm,
+            checksum_type: checksum_algorithm.map(|a| checksum_type.unwrap_or(default_type(a))),
+        };
+        match self
+            .write_meta(Command::CreateUpload {
+                bucket: spec.bucket,
+                upload: upload.clone(),
+            })
+            .await?
+        {
+            CommandResult::Ok => Ok(upload),
+            CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
+            _ => Err(ObjectError::Unexpected("CreateUpload")),
+        }
+    }
+
+    /// The upload in progress `upload_id` for `bucket/key`.
+    pub async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord, ObjectError> {
+        match self
+            .read_meta(Query::GetUpload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: upload_id.to_string(),
+            })
+            .await?
+        {
+            QueryResult::Upload(Some(u)) => Ok(u),
+            QueryResult::Upload(None) => Err(ObjectError::NoSuchUpload),
+            QueryResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
+            _ => Err(ObjectError::Unexpected("GetUpload")),
+        }
+    }
+
+    /// UploadPart (and UploadPartCopy): stores part `number`, replacing an earlier one.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_part<S, E>(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: S,
+        mut expect: DataExpectations,
+        claimed: impl FnOnce() -> Checksums,
+    ) -> Result<PartWritten, ObjectError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        // Refuse before any data moves.
+        let upload = self.upload(bucket, key, upload_id).await?;
+        if let Some(a) = upload.checksum_algorithm {
+            expect.checksums.add(a);
+        }
+        let w = self.write_data(body, &expect, claimed).await?;
+        let last_modified_ms = now_ms();
+        let part = PartRecord {
+            number,
+            version: w.version,
+            size: w.size,
+            etag: w.md5_hex.clone(),
+            last_modified_ms,
+            checksums: w.checksums.clone(),
+            data: w.data.clone(),
+        };
+        let refused = |e: ObjectError| {
+            self.coord.delete_shards_in_background(w.version, &w.data);
+            Err(e)
+        };
+        match self
+            .write_meta(Command::PutPart {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: upload_id.to_string(),
+                part,
+            })
+            .await?
+        {
+            CommandResult::PartPut { replaced } => {
+                if let Some(old) = replaced {
+                    // No reader can hold a part of an upload in progress: free it now.
+                    self.coord.delete_shards_in_background(old.version, &old.data);
+                }
+                Ok(PartWritten {
+                    etag: w.md5_hex,
+                    size: w.size,
+                    checksums: w.checksums,
+                    last_modified_ms,
+                })
+            }
+            CommandResult::NoSuchUpload => refused(ObjectError::NoSuchUpload),
+            CommandResult::NoSuchBucket => refused(ObjectError::NoSuchBucket),
+            _ => Err(ObjectError::Unexpected("PutPart")),
+        }
+    }
+
+    pub async fn list_parts(&self, q: ListPartsQuery) -> Result<PartsPage, ObjectError> {
+        match self.read_meta(Query::ListParts(q)).await? {
+            QueryResult::Parts(p) if p.upload.is_some() => Ok(p),
+            QueryResult::Parts(_) => Err(ObjectError::NoSuchUpload),
+            QueryResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
+            _ => Err(ObjectError::Unexpected("ListParts")),
+        }
+    }
+
+    pub async fn list_uploads(&self, q: ListUploadsQuery) -> Result<UploadsPage, ObjectError> {
+        match self.read_meta(Query::ListUploads(q)).await? {
+            QueryResult::Uploads(p) => Ok(p),
+            QueryResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
+            _ => Err(ObjectError::Unexpected("ListUploads")),
+        }
+    }
+
+    /// CompleteMultipartUpload: checks the listed parts against the stored ones (order, ETags,
+    /// checksums, minimum size), then commits them as the object in one metadata write.
+    pub async fn complete(&self, req: CompleteRequest) -> Result<Completed, ObjectError> {
+        let page = self
+            .list_parts(ListPartsQuery {
+                bucket: req.bucket.clone(),
+                key: req.key.clone(),
+                upload_id: req.upload_id.clone(),
+                after: 0,
+                max_parts: MAX_PARTS_PER_UPLOAD,
+            })
+            .await?;
+        let upload = page.upload.ok_or(ObjectError::NoSuchUpload)?;
+        if req.parts.is_empty() {
+            return Err(ObjectError::InvalidArgument(
+                "You must specify at least one part".into(),
+            ));
+        }
+        let mut used: Vec<&PartRecord> = Vec::with_capacity(req.parts.len());
+        let mut previous = 0u32;
+        for (i, listed) in req.parts.iter().enumerate() {
+            if listed.number <= previous {
+                return Err(ObjectError::InvalidPartOrder);
+            }
+            previous = listed.number;
+            let invalid = ObjectError::InvalidPart {
+                number: listed.number,
+            };
+            let stored = page
+                .parts
+                .iter()
+                .find(|p| p.number == listed.number)
+                .ok_or(invalid)?;
+            if listed
+                .etag
+                .as_deref()
+                .is_some_and(|e| !e.eq_ignore_ascii_case(&stored.etag))
+            {
+                return Err(ObjectError::InvalidPart {
+                    number: listed.number,
+                });
+            }
+            for a in listed.checksums.algorithms() {
+                if listed.checksums.get(a) != stored.checksums.get(a) {
+                    return Err(ObjectError::InvalidPart {
+                        number: listed.number,
+                    });
+                }
+            }
+            if i + 1 < req.parts.len() && stored.size < MIN_PART_SIZE_BYTES {
+                return Err(ObjectError::EntityTooSmall {
+                    number: listed.number,
+                });
+            }
+            used.push(stored);
+        }
+        let etag = multipart_etag(used.iter().map(|p| p.etag.as_str()));
+        let size: u64 = used.iter().map(|p| p.size).sum();
+        let mut checksums = Checksums::default();
+        if let (Some(a), Some(t)) = (upload.checksum_algorithm, upload.checksum_type) {
+            let values: Option<Vec<&str>> = used
+                .iter()
+                .map(|p| p.checksums.get(a).map(String::as_str))
+                .collect();
+            let values = values.ok_or(ObjectError::InvalidPart {
+                number: used.first().map_or(0, |p| p.number),
+            })?;
+            let value = match t {
+                ChecksumType::Composite => checksum::composite(a, &values),
+                ChecksumType::FullObject => {
+                    let with_len: Vec<(&str, u64)> = values
+                        .iter()
+                        .zip(used.iter())
+                        .map(|(v, p)| (*v, p.size))
+                        .collect();
+                    checksum::full_object_crc(a, &with_len)
+                }
+            }
+            .ok_or(ObjectError::InvalidChecksum(a))?;
+            if let Some(claim) = req.claimed.get(a) {
+                let claim_plain = claim.split('-').next().unwrap_or(claim);
+                let value_plain = value.split('-').next().unwrap_or(&value);
+                if claim_plain != value_plain {
+                    return Err(ObjectError::BadChecksum(a));
+                }
+            }
+            *checksums.slot(a) = Some(value);
+        }
+        let mut record = ObjectRecord::new(
+            VersionId::random(),
+            size,
+            etag.clone(),
+            now_ms(),
+            upload.headers.clone(),
+            checksums.clone(),
+            ObjectData::Inline(Vec::new()),
+        );
+        record.checksum_type = upload.checksum_type;
+        let answer = self
+            .write_meta(Command::CompleteUpload {
+                bucket: req.bucket.clone(),
+                key: req.key.clone(),
+                upload_id: req.upload_id.clone(),
+                parts: used.iter().map(|p| (p.number, p.version)).collect(),
+                record,
+                condition: req.condition,
+            })
+            .await?;
+        match answer {
+            CommandResult::UploadCompleted {
+                replaced,
+                unused_parts,
+            } => {
+                if let Some(old) = replaced {
+                    self.coord.retire_shards(old.version, &old.data);
+                }
+                for p in unused_parts {
+                    self.coord.delete_shards_in_background(p.version, &p.data);
+                }
+                Ok(Completed {
+                    etag,
+                    size,
+                    checksums,
+                    checksum_type: upload.checksum_type,
+                })
+            }
+            CommandResult::PartsChanged => Err(ObjectError::InvalidPart {
+                number: used.first().map_or(0, |p| p.number),
+            }),
+            CommandResult::NoSuchUpload => Err(ObjectError::NoSuchUpload),
+            CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
+            CommandResult::PreconditionFailed => Err(ObjectError::PreconditionFailed),
+            CommandResult::NoSuchKey => Err(ObjectError::NoSuchKey),
+            _ => Err(ObjectError::Unexpected("CompleteUpload")),
+        }
+    }
+
+    /// AbortMultipartUpload: removes the upload and frees its parts.
+    pub async fn abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), ObjectError> {
+        match self
+            .write_meta(Command::AbortUpload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: upload_id.to_string(),
+            })
+            .await?
+        {
+            CommandResult::UploadAborted { parts } => {
+                for p in parts {
+                    self.coord.delete_shards_in_background(p.version, &p.data);
+                }
+                Ok(())
+            }
+            CommandResult::NoSuchUpload => Err(ObjectError::NoSuchUpload),
+            CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
+            _ => Err(ObjectError::Unexpected("AbortUpload")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_etag_matches_s3() {
+        // md5("a") and md5("b"), concatenated binary, md5 again, "-2".
+        let a = hex::encode(md5::Md5::digest(b"a"));
+        let b = hex::encode(md5::Md5::digest(b"b"));
+        let mut raw = hex::decode(&a).expect("hex");
+        raw.extend(hex::decode(&b).expect("hex"));
+        let expected = format!("{}-2", hex::encode(md5::Md5::digest(&raw)));
+        assert_eq!(multipart_etag([a.as_str(), b.as_str()].into_iter()), expected);
+    }
+}
