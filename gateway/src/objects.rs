@@ -124,7 +124,6 @@ macro_rules! object_output {
             cache_control: o.cache_control.clone().or_else(|| record.cache_control.clone()),
             expires: o.expires.clone().or_else(|| record.expires_ms.map(timestamp)),
             metadata: (!record.user_meta.is_empty()).then(|| record.user_meta.clone().into_iter().collect()),
-            parts_count: record.parts_count().map(|n| n as i32),
             website_redirect_location: record.website_redirect.clone(),
             checksum_type: (!cs.is_empty()).then(|| record.checksum_type.map(|t| ChecksumType::from(t.as_str().to_string()))).flatten(),
             checksum_crc32: cs.crc32,
@@ -284,18 +283,15 @@ impl Gateway {
             .instrument(tracing::Span::current()),
         );
         let cs = shown_checksums(input.checksum_mode.as_ref(), &plan, &record);
-        let partial = plan.content_range.is_some();
         let output = object_output!(GetObjectOutput, &record, cs, &overrides!(input), {
             body: Some(StreamingBlob::wrap(rx)),
             content_length: Some((plan.end - plan.start) as i64),
             content_range: plan.content_range.clone(),
             tag_count: (!record.tags.is_empty()).then_some(record.tags.len() as i32),
+            parts_count: input.part_number.and(record.parts_count()).map(|n| n as i32),
         });
-        let mut resp = S3Response::new(output);
-        if partial {
-            resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
-        }
-        Ok(resp)
+        // s3s answers 206 when the output has a Content-Range.
+        Ok(S3Response::new(output))
     }
 
     pub(crate) async fn head_object(
@@ -317,17 +313,14 @@ impl Gateway {
         .check_read(&record)?;
         let plan = plan_read(&record, input.range.as_ref(), input.part_number)?;
         let cs = shown_checksums(input.checksum_mode.as_ref(), &plan, &record);
-        let partial = plan.content_range.is_some();
         let output = object_output!(HeadObjectOutput, &record, cs, &overrides!(input), {
             content_length: Some((plan.end - plan.start) as i64),
             content_range: plan.content_range.clone(),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            parts_count: input.part_number.and(record.parts_count()).map(|n| n as i32),
         });
-        let mut resp = S3Response::new(output);
-        if partial {
-            resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
-        }
-        Ok(resp)
+        // 206 for a range or part: set by the listener (s3s derives HEAD's status itself).
+        Ok(S3Response::new(output))
     }
 
     pub(crate) async fn delete_object(

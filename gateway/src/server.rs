@@ -83,11 +83,21 @@ pub async fn serve_s3(
                 let request_id = format!("{:016X}", rand::random::<u64>());
                 let span = tracing::info_span!("s3", request_id = %request_id, method = %req.method(), path = %req.uri().path());
                 let close_after = expects_continue_without_body(&req);
+                let is_head = req.method() == http::Method::HEAD;
+                let is_post = req.method() == http::Method::POST;
                 let mut req = req;
                 amz_date_from_date_header(req.headers_mut());
                 async move {
                     let started = std::time::Instant::now();
                     let mut resp = hyper::service::Service::call(&service, req).await?;
+                    // s3s answers HEAD with 200 whatever the output; S3 says 206 for a range or
+                    // a part, as GET does.
+                    if is_head
+                        && resp.status() == http::StatusCode::OK
+                        && resp.headers().contains_key(http::header::CONTENT_RANGE)
+                    {
+                        *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+                    }
                     if close_after {
                         resp.headers_mut().insert(
                             http::header::CONNECTION,
@@ -98,6 +108,9 @@ pub async fn serve_s3(
                         resp.headers_mut().insert("x-amz-request-id", v);
                     }
                     if resp.status().is_client_error() || resp.status().is_server_error() {
+                        if is_post {
+                            policy_violation_is_access_denied(&mut resp);
+                        }
                         add_request_id_to_error_body(&mut resp, &request_id);
                     }
                     tracing::debug!(
@@ -139,6 +152,36 @@ fn expects_continue_without_body<B>(req: &http::Request<B>) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "0");
     expects && empty
+}
+
+/// A POST whose form breaks a condition of its policy is `403 AccessDenied` ("Invalid
+/// according to Policy") in AWS; s3s answers `400 InvalidPolicyDocument`, which AWS keeps for a
+/// policy that cannot be parsed.
+fn policy_violation_is_access_denied(resp: &mut http::Response<s3s::Body>) {
+    let Some(body) = resp.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return;
+    };
+    if !text.contains("<Code>InvalidPolicyDocument</Code>") || !text.contains("condition") {
+        return;
+    }
+    let new = text
+        .replace(
+            "<Code>InvalidPolicyDocument</Code>",
+            "<Code>AccessDenied</Code>",
+        )
+        .replace(
+            "<Message>Policy condition",
+            "<Message>Invalid according to Policy: Policy Condition failed:",
+        );
+    let len = new.len();
+    *resp.body_mut() = s3s::Body::from(new);
+    *resp.status_mut() = http::StatusCode::FORBIDDEN;
+    if let Ok(v) = http::HeaderValue::from_str(&len.to_string()) {
+        resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+    }
 }
 
 /// S3 error bodies carry `<RequestId>`, equal to the `x-amz-request-id` header. s3s renders

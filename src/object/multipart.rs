@@ -237,7 +237,7 @@ impl ObjectService {
         }
         let mut used: Vec<&PartRecord> = Vec::with_capacity(req.parts.len());
         let mut previous = 0u32;
-        for (i, listed) in req.parts.iter().enumerate() {
+        for listed in &req.parts {
             if listed.number <= previous {
                 return Err(ObjectError::InvalidPartOrder);
             }
@@ -266,12 +266,17 @@ impl ObjectService {
                     });
                 }
             }
-            if i + 1 < req.parts.len() && stored.size < MIN_PART_SIZE_BYTES {
-                return Err(ObjectError::EntityTooSmall {
-                    number: listed.number,
-                });
-            }
             used.push(stored);
+        }
+        // Sizes only once every listed part is known to exist (S3 reports InvalidPart first).
+        if let Some(small) = used
+            .iter()
+            .take(used.len() - 1)
+            .find(|p| p.size < MIN_PART_SIZE_BYTES)
+        {
+            return Err(ObjectError::EntityTooSmall {
+                number: small.number,
+            });
         }
         let etag = multipart_etag(used.iter().map(|p| p.etag.as_str()));
         let size: u64 = used.iter().map(|p| p.size).sum();
