@@ -304,3 +304,32 @@ def test_deleted_key_is_invalid_access_key_id(cluster, keys):
     eventually(lambda: refused(lambda: sd.list_buckets(), code="InvalidAccessKeyId"))
     with pytest.raises(RuntimeError):
         cluster.admin("key", "info", d_id)
+
+
+def test_secrets_are_sealed_in_the_metadata(dev_cluster):
+    """A copy of the nodes' data directories (RocksDB files, Raft log, WAL) holds no access-key
+    secret in the clear, and no log line shows one; the key still signs requests."""
+    from pathlib import Path
+
+    created = dev_cluster.admin("key", "create", "--name", f"sealed-{uuid.uuid4().hex[:6]}", "--allow-create-bucket")
+    secret = created["secret_access_key"].encode()
+    client = dev_cluster.client_for(created["access_key_id"], created["secret_access_key"])
+    bucket = unique_bucket("sealed")
+    eventually(lambda: client.create_bucket(Bucket=bucket))
+    try:
+        client.put_object(Bucket=bucket, Key="k", Body=b"x")
+        assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+    finally:
+        empty_and_delete(client, bucket)
+    found, key_id_seen = [], False
+    for f in Path(dev_cluster.data_dir).rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            key_id_seen |= created["access_key_id"].encode() in data
+            if secret in data:
+                found.append(str(f))
+    # The scan does see the key's record (its id is stored in the clear)...
+    assert key_id_seen
+    # ...but not its secret.
+    assert not found, f"secret in the clear in {found}"
+    assert secret not in Path(dev_cluster.log).read_bytes()

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use baobab::codec::seal::SealKey;
 use baobab::meta::{
     AccessKeyRecord, BucketRecord, BucketRights, Command, CommandResult, MetaClient, Query,
     QueryResult,
@@ -24,9 +25,16 @@ fn now_ms() -> i64 {
 }
 
 pub fn connect(config_path: &Path) -> anyhow::Result<MetaClient> {
+    Ok(connect_sealing(config_path)?.0)
+}
+
+/// The metadata client and the key that seals access-key secrets.
+fn connect_sealing(config_path: &Path) -> anyhow::Result<(MetaClient, SealKey)> {
     let cfg = Config::load(config_path)?;
-    let rpc = RpcClient::new(cfg.secret()?, cfg.members().into_iter().collect());
-    Ok(MetaClient::new(rpc, cfg.members().keys().copied().collect()))
+    let secret = cfg.secret()?;
+    let seal = crate::run::secrets_key(&secret);
+    let rpc = RpcClient::new(secret, cfg.members().into_iter().collect());
+    Ok((MetaClient::new(rpc, cfg.members().keys().copied().collect()), seal))
 }
 
 fn print(v: Value) {
@@ -94,10 +102,17 @@ pub async fn key_create(
     pair: Option<(String, String)>,
     allow_create_bucket: bool,
 ) -> anyhow::Result<()> {
-    let meta = connect(config_path)?;
+    let (meta, seal) = connect_sealing(config_path)?;
     let pair = pair.unwrap_or_else(new_key_pair);
-    let mut record =
-        ensure_access_key(&meta, name, pair, allow_create_bucket, Duration::from_secs(30)).await?;
+    let mut record = ensure_access_key(
+        &meta,
+        &seal,
+        name,
+        pair,
+        allow_create_bucket,
+        Duration::from_secs(30),
+    )
+    .await?;
     if allow_create_bucket && !record.allow_create_bucket {
         expect_ok(
             write(

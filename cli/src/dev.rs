@@ -10,6 +10,7 @@ use std::time::Duration;
 use baobab::coord::{ClusterView, Coordinator};
 use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use baobab::placement::NodeSlot;
+use baobab::codec::seal::SealKey;
 use baobab::rpc::{ClusterSecret, RpcClient};
 use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
 use baobab_gateway::{serve_s3, GatewayConfig};
@@ -35,7 +36,11 @@ fn read_env_file(path: &Path) -> BTreeMap<String, String> {
 
 /// The dev cluster's access key: the one named "dev" in the cluster if there is one (so a restart
 /// keeps the credentials even if dev.env was lost), else the one in dev.env, else a new one.
-async fn dev_key(meta: &MetaClient, env_path: &Path) -> anyhow::Result<AccessKeyRecord> {
+async fn dev_key(
+    meta: &MetaClient,
+    seal: &SealKey,
+    env_path: &Path,
+) -> anyhow::Result<AccessKeyRecord> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let existing = loop {
         match meta.read(Query::ListAccessKeys).await {
@@ -48,7 +53,10 @@ async fn dev_key(meta: &MetaClient, env_path: &Path) -> anyhow::Result<AccessKey
             Err(e) => return Err(anyhow::anyhow!(e).context("reading access keys")),
         }
     };
-    if let Some(key) = existing.into_iter().find(|k| k.name == "dev") {
+    if let Some(mut key) = existing.into_iter().find(|k| k.name == "dev") {
+        key.secret = key
+            .open_secret(seal)
+            .map_err(|e| anyhow::anyhow!("the dev key's secret does not open: {e}"))?;
         return Ok(key);
     }
     let previous = read_env_file(env_path);
@@ -59,7 +67,7 @@ async fn dev_key(meta: &MetaClient, env_path: &Path) -> anyhow::Result<AccessKey
         (Some(id), Some(secret)) => (id.clone(), secret.clone()),
         _ => new_key_pair(),
     };
-    ensure_access_key(meta, "dev".to_string(), pair, true, Duration::from_secs(60)).await
+    ensure_access_key(meta, seal, "dev".to_string(), pair, true, Duration::from_secs(60)).await
 }
 
 /// `<data-dir>/baobab.toml`: a gateway-shaped config naming this cluster's nodes and secret,
@@ -150,6 +158,7 @@ pub async fn run(
         );
     }
 
+    let seal = crate::run::secrets_key(&secret);
     let rpc = RpcClient::new(secret, members.clone().into_iter().collect());
     let meta = MetaClient::new(rpc.clone(), members.keys().copied().collect());
     let view = ClusterView {
@@ -170,6 +179,7 @@ pub async fn run(
     let gw_cfg = GatewayConfig {
         region: REGION.to_string(),
         root_domain: Some("localhost".to_string()),
+        secrets_key: seal.clone(),
     };
     let gateway = tokio::spawn(serve_s3(
         s3_listener,
@@ -182,7 +192,7 @@ pub async fn run(
     write_admin_config(&data_dir, s3_port, &members).await?;
     let env_path = data_dir.join("dev.env");
     let key = tokio::select! {
-        k = dev_key(&meta, &env_path) => k?,
+        k = dev_key(&meta, &seal, &env_path) => k?,
         _ = token.cancelled() => anyhow::bail!("interrupted before the cluster was ready"),
     };
     let endpoint = format!("http://127.0.0.1:{s3_port}");

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use baobab::codec::seal::SealKey;
 use baobab::coord::Coordinator;
 use baobab::meta::{AccessKeyRecord, Command, CommandResult, MetaClient, Query, QueryResult};
 use baobab::rpc::RpcClient;
@@ -69,6 +70,11 @@ pub fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
+/// The key that seals access-key secrets in the metadata.
+pub fn secrets_key(secret: &baobab::rpc::ClusterSecret) -> SealKey {
+    SealKey::new(secret.derive_key(baobab::meta::ACCESS_KEY_SEAL_PURPOSE))
+}
+
 pub async fn server(config_path: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(config_path)?;
     init_logging(cfg.log_file.as_deref())?;
@@ -118,6 +124,7 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
         let gw_cfg = GatewayConfig {
             region: s3.region.clone(),
             root_domain: s3.root_domain.clone(),
+            secrets_key: secrets_key(&secret),
         };
         gateway = Some(tokio::spawn(serve_s3(
             listener,
@@ -161,10 +168,11 @@ pub fn new_key_pair() -> (String, String) {
     (id, secret)
 }
 
-/// Creates the key unless it exists; returns the key as stored. Retries until the metadata
-/// group has a leader, for at most `deadline`.
+/// Creates the key (its secret sealed) unless it exists; returns the key as stored, with its
+/// secret opened. Retries until the metadata group has a leader, for at most `deadline`.
 pub async fn ensure_access_key(
     meta: &MetaClient,
+    seal: &SealKey,
     name: String,
     pair: (String, String),
     allow_create_bucket: bool,
@@ -179,7 +187,8 @@ pub async fn ensure_access_key(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0),
-    };
+    }
+    .seal(seal);
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -204,7 +213,12 @@ pub async fn ensure_access_key(
             }
         };
         match attempt.await {
-            Ok(r) => return Ok(r),
+            Ok(mut r) => {
+                r.secret = r
+                    .open_secret(seal)
+                    .map_err(|e| anyhow::anyhow!("the key's secret does not open: {e}"))?;
+                return Ok(r);
+            }
             Err(e) if started.elapsed() < deadline => {
                 tracing::debug!(error = %e, "access key not created yet; retrying");
                 tokio::time::sleep(backoff).await;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use baobab::codec::seal::SealKey;
 use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
@@ -17,18 +18,22 @@ const KEY_CACHE_MAX: usize = 10_000;
 
 pub struct KeyStore {
     meta: MetaClient,
+    /// Opens the sealed secrets of key records.
+    seal: SealKey,
+    /// Records with their secrets opened.
     cache: Mutex<HashMap<String, (Instant, AccessKeyRecord)>>,
 }
 
 impl KeyStore {
-    pub fn new(meta: MetaClient) -> Arc<Self> {
+    pub fn new(meta: MetaClient, seal: SealKey) -> Arc<Self> {
         Arc::new(KeyStore {
             meta,
+            seal,
             cache: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The key's record; `InvalidAccessKeyId` if there is none.
+    /// The key's record, secret opened; `InvalidAccessKeyId` if there is none.
     pub async fn record(&self, access_key: &str) -> S3Result<AccessKeyRecord> {
         if let Some((at, record)) = self
             .cache
@@ -48,7 +53,14 @@ impl KeyStore {
             .await
             .map_err(crate::error::from_meta)?;
         match answer {
-            QueryResult::AccessKey(Some(record)) => {
+            QueryResult::AccessKey(Some(mut record)) => {
+                record.secret = match record.open_secret(&self.seal) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(key = access_key, error = %e, "an access key's secret does not open");
+                        return Err(s3_error!(InternalError, "the access key cannot be used"));
+                    }
+                };
                 let mut cache = self.cache.lock().expect("key cache lock poisoned");
                 if cache.len() >= KEY_CACHE_MAX {
                     cache.clear();

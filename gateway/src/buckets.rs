@@ -261,3 +261,178 @@ impl Gateway {
         }))
     }
 }
+
+/// At most this many CORS rules per bucket (as S3).
+const MAX_CORS_RULES: usize = 100;
+/// At most this many tags per bucket (as S3).
+const MAX_BUCKET_TAGS: usize = 50;
+
+impl Gateway {
+    async fn set_bucket(&self, cmd: Command, bucket: &str) -> S3Result<()> {
+        let answer = self.objects.meta.write(cmd).await.map_err(from_meta)?;
+        self.access.forget(bucket);
+        match answer {
+            CommandResult::Ok => Ok(()),
+            CommandResult::NoSuchBucket => Err(no_such_bucket(bucket)),
+            _ => Err(unexpected("bucket settings")),
+        }
+    }
+
+    pub(crate) async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let input = req.input;
+        let rules = input.cors_configuration.cors_rules;
+        if rules.is_empty() || rules.len() > MAX_CORS_RULES {
+            return Err(s3_error!(MalformedXML, "A CORS configuration has 1 to 100 rules"));
+        }
+        let mut out = Vec::with_capacity(rules.len());
+        for r in rules {
+            let methods: Vec<String> = r.allowed_methods.into_iter().collect();
+            if let Some(bad) = methods
+                .iter()
+                .find(|m| !matches!(m.as_str(), "GET" | "PUT" | "POST" | "DELETE" | "HEAD"))
+            {
+                return Err(invalid_argument(format!(
+                    "Found unsupported HTTP method in CORS config. Unsupported method is {bad}"
+                )));
+            }
+            let origins: Vec<String> = r.allowed_origins.into_iter().collect();
+            if origins.is_empty() || methods.is_empty() {
+                return Err(s3_error!(MalformedXML, "A CORS rule needs AllowedOrigin and AllowedMethod"));
+            }
+            if origins.iter().chain(r.allowed_headers.iter().flatten()).any(|p| p.matches('*').count() > 1) {
+                return Err(invalid_argument("An origin or header pattern may contain at most one wildcard"));
+            }
+            out.push(baobab::meta::CorsRule {
+                id: r.id,
+                allowed_origins: origins,
+                allowed_methods: methods,
+                allowed_headers: r.allowed_headers.unwrap_or_default(),
+                expose_headers: r.expose_headers.unwrap_or_default(),
+                max_age_secs: r.max_age_seconds,
+            });
+        }
+        self.set_bucket(
+            Command::SetBucketCors {
+                bucket: input.bucket.clone(),
+                rules: out,
+            },
+            &input.bucket,
+        )
+        .await?;
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    pub(crate) async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let b = self.access.bucket(&req.input.bucket).await?;
+        if b.cors.is_empty() {
+            return Err(s3_error!(
+                NoSuchCORSConfiguration,
+                "The CORS configuration does not exist"
+            ));
+        }
+        let rules = b
+            .cors
+            .into_iter()
+            .map(|r| CORSRule {
+                id: r.id,
+                allowed_origins: r.allowed_origins,
+                allowed_methods: r.allowed_methods,
+                allowed_headers: (!r.allowed_headers.is_empty()).then_some(r.allowed_headers),
+                expose_headers: (!r.expose_headers.is_empty()).then_some(r.expose_headers),
+                max_age_seconds: r.max_age_secs,
+            })
+            .collect();
+        Ok(S3Response::new(GetBucketCorsOutput {
+            cors_rules: Some(rules),
+        }))
+    }
+
+    pub(crate) async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        let bucket = req.input.bucket;
+        self.set_bucket(
+            Command::SetBucketCors {
+                bucket: bucket.clone(),
+                rules: Vec::new(),
+            },
+            &bucket,
+        )
+        .await?;
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
+    }
+
+    pub(crate) async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let input = req.input;
+        let mut tags = std::collections::BTreeMap::new();
+        for t in input.tagging.tag_set {
+            let k = t.key.unwrap_or_default();
+            if tags.insert(k, t.value.unwrap_or_default()).is_some() {
+                return Err(s3_error!(InvalidTag, "Cannot provide multiple Tags with the same key"));
+            }
+        }
+        if tags.len() > MAX_BUCKET_TAGS {
+            return Err(s3_error!(InvalidTag, "Bucket tag count cannot be greater than 50"));
+        }
+        for (k, v) in &tags {
+            if k.is_empty() || k.chars().count() > baobab::types::MAX_TAG_KEY_LEN || v.chars().count() > baobab::types::MAX_TAG_VALUE_LEN {
+                return Err(s3_error!(InvalidTag, "The TagKey or TagValue you have provided is invalid"));
+            }
+        }
+        self.set_bucket(
+            Command::SetBucketTags {
+                bucket: input.bucket.clone(),
+                tags,
+            },
+            &input.bucket,
+        )
+        .await?;
+        Ok(S3Response::new(PutBucketTaggingOutput::default()))
+    }
+
+    pub(crate) async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let b = self.access.bucket(&req.input.bucket).await?;
+        if b.tags.is_empty() {
+            return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
+        }
+        Ok(S3Response::new(GetBucketTaggingOutput {
+            tag_set: b
+                .tags
+                .into_iter()
+                .map(|(k, v)| Tag {
+                    key: Some(k),
+                    value: Some(v),
+                })
+                .collect(),
+        }))
+    }
+
+    pub(crate) async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        let bucket = req.input.bucket;
+        self.set_bucket(
+            Command::SetBucketTags {
+                bucket: bucket.clone(),
+                tags: Default::default(),
+            },
+            &bucket,
+        )
+        .await?;
+        Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
+    }
+}

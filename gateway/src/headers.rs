@@ -109,10 +109,12 @@ pub fn parse_tagging_header(s: &str) -> S3Result<BTreeMap<String, String>> {
 
 pub fn check_tags(tags: &BTreeMap<String, String>) -> S3Result<()> {
     if tags.len() > MAX_OBJECT_TAGS {
-        return Err(S3Error::with_message(
+        let mut e = S3Error::with_message(
             S3ErrorCode::Custom("BadRequest".into()),
             "Object tags cannot be greater than 10",
-        ));
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        return Err(e);
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > MAX_TAG_KEY_LEN {

@@ -27,6 +27,24 @@ fn bucket_of<'h>(domain: &str, host: &'h str) -> Option<&'h str> {
     (!bucket.is_empty()).then_some(bucket)
 }
 
+/// The bucket a request addresses: from the Host header under `root_domain`, else the first
+/// path segment. For the listener's own uses (CORS) before s3s routes the request.
+pub fn request_bucket<B>(req: &http::Request<B>, root_domain: Option<&str>) -> Option<String> {
+    if let Some(domain) = root_domain {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let domain = domain.trim_matches('.').to_ascii_lowercase();
+        if let Some(b) = host.as_deref().and_then(|h| bucket_of(&domain, h)) {
+            return Some(b.to_string());
+        }
+    }
+    let first = req.uri().path().trim_start_matches('/').split('/').next()?;
+    (!first.is_empty()).then(|| first.to_string())
+}
+
 impl S3Host for RootDomain {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
         let lower = host.to_ascii_lowercase();

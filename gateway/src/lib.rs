@@ -11,6 +11,7 @@ mod auth;
 mod buckets;
 mod checksum;
 mod conditions;
+mod cors;
 mod error;
 mod headers;
 mod host;

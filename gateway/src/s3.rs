@@ -51,6 +51,12 @@ dispatch! {
     put_bucket_acl(PutBucketAclInput, PutBucketAclOutput);
     get_object_acl(GetObjectAclInput, GetObjectAclOutput);
     put_object_acl(PutObjectAclInput, PutObjectAclOutput);
+    put_bucket_cors(PutBucketCorsInput, PutBucketCorsOutput);
+    get_bucket_cors(GetBucketCorsInput, GetBucketCorsOutput);
+    delete_bucket_cors(DeleteBucketCorsInput, DeleteBucketCorsOutput);
+    put_bucket_tagging(PutBucketTaggingInput, PutBucketTaggingOutput);
+    get_bucket_tagging(GetBucketTaggingInput, GetBucketTaggingOutput);
+    delete_bucket_tagging(DeleteBucketTaggingInput, DeleteBucketTaggingOutput);
     get_bucket_ownership_controls(GetBucketOwnershipControlsInput, GetBucketOwnershipControlsOutput);
     put_object(PutObjectInput, PutObjectOutput);
     post_object(PostObjectInput, PostObjectOutput);

@@ -27,6 +27,8 @@ pub struct GatewayConfig {
     pub region: String,
     /// For virtual-hosted-style requests (`bucket.<domain>`); None: path style only.
     pub root_domain: Option<String>,
+    /// Opens the sealed secrets of access keys (derived from the cluster secret).
+    pub secrets_key: baobab::codec::seal::SealKey,
 }
 
 /// Serves S3 on `listener` until `shutdown` resolves, then drains connections (10 s at most).
@@ -37,7 +39,7 @@ pub async fn serve_s3(
     coord: Coordinator,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let keys = KeyStore::new(meta.clone());
+    let keys = KeyStore::new(meta.clone(), cfg.secrets_key.clone());
     let access = Access::new(meta.clone(), keys.clone());
     let gateway = Gateway {
         objects: ObjectService::new(meta, coord),
@@ -47,7 +49,7 @@ pub async fn serve_s3(
     let service = {
         let mut b = S3ServiceBuilder::new(gateway);
         b.set_auth(SharedKeyStore(keys));
-        b.set_access(AccessRule(access));
+        b.set_access(AccessRule(access.clone()));
         let mut config = s3s::config::S3Config::default();
         config.post_object_max_file_size = MAX_POST_OBJECT_BYTES;
         b.set_config(std::sync::Arc::new(s3s::config::StaticConfigProvider::new(
@@ -77,9 +79,22 @@ pub async fn serve_s3(
         };
         let _ = socket.set_nodelay(true);
         let service = service.clone();
+        let access = access.clone();
+        let root_domain = cfg.root_domain.clone();
         let traced = hyper::service::service_fn(
             move |req: http::Request<hyper::body::Incoming>| {
                 let service = service.clone();
+                let access = access.clone();
+                // Cross-origin requests: the bucket and origin, for the CORS rules.
+                let origin = req
+                    .headers()
+                    .get(http::header::ORIGIN)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let cors_bucket = origin
+                    .as_ref()
+                    .and_then(|_| crate::host::request_bucket(&req, root_domain.as_deref()));
+                let method = req.method().clone();
                 let request_id = format!("{:016X}", rand::random::<u64>());
                 let span = tracing::info_span!("s3", request_id = %request_id, method = %req.method(), path = %req.uri().path());
                 let close_after = expects_continue_without_body(&req);
@@ -89,7 +104,19 @@ pub async fn serve_s3(
                 amz_date_from_date_header(req.headers_mut());
                 async move {
                     let started = std::time::Instant::now();
+                    if method == http::Method::OPTIONS {
+                        let mut resp =
+                            crate::cors::preflight(&access, cors_bucket, req.headers()).await;
+                        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+                            resp.headers_mut().insert("x-amz-request-id", v);
+                        }
+                        return Ok(resp);
+                    }
                     let mut resp = hyper::service::Service::call(&service, req).await?;
+                    if let (Some(origin), Some(bucket)) = (&origin, &cors_bucket) {
+                        crate::cors::decorate(&access, bucket, origin, method.as_str(), &mut resp)
+                            .await;
+                    }
                     // s3s answers HEAD with 200 whatever the output; S3 says 206 for a range or
                     // a part, as GET does.
                     if is_head

@@ -4,6 +4,7 @@
 
 pub mod checksum;
 pub mod erasure;
+pub mod seal;
 pub mod shard_format;
 
 pub use erasure::{Erasure, ErasureError};

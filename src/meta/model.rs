@@ -20,6 +20,23 @@ pub struct BucketRecord {
     /// Rights given to other access keys (key id → rights); never empty rights.
     #[serde(default)]
     pub grants: BTreeMap<String, BucketRights>,
+    /// Bucket tags (PutBucketTagging).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// CORS rules (PutBucketCors); empty: no cross-origin access.
+    #[serde(default)]
+    pub cors: Vec<CorsRule>,
+}
+
+/// One CORS rule of a bucket, as S3's CORSRule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorsRule {
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_secs: Option<i32>,
 }
 
 impl BucketRecord {
@@ -55,8 +72,12 @@ impl BucketRights {
     }
 }
 
-/// An access key. The secret is stored in the replicated metadata (it is needed to verify
-/// SigV4) and must never be logged: `Debug` hides it.
+/// The purpose label of the key that seals access-key secrets (see [`AccessKeyRecord::seal`]).
+pub const ACCESS_KEY_SEAL_PURPOSE: &str = "access-key-secrets v1";
+
+/// An access key. The secret is needed to verify SigV4, so it is stored in the replicated
+/// metadata — sealed under a key derived from the cluster secret (`codec::seal`), so a
+/// metadata dump alone reveals none — and never logged: `Debug` hides it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKeyRecord {
     pub key_id: String,
@@ -70,6 +91,25 @@ pub struct AccessKeyRecord {
 
 fn yes() -> bool {
     true
+}
+
+impl AccessKeyRecord {
+    /// The record with its secret sealed (the key id is the associated data).
+    pub fn seal(mut self, key: &crate::codec::seal::SealKey) -> Self {
+        if !crate::codec::seal::is_sealed(&self.secret) {
+            self.secret =
+                crate::codec::seal::seal(key, &self.key_id, &self.secret, rand::random());
+        }
+        self
+    }
+
+    /// The plain secret (legacy unsealed records pass through).
+    pub fn open_secret(
+        &self,
+        key: &crate::codec::seal::SealKey,
+    ) -> Result<String, crate::codec::seal::SealError> {
+        crate::codec::seal::open(key, &self.key_id, &self.secret)
+    }
 }
 
 impl std::fmt::Debug for AccessKeyRecord {
@@ -341,6 +381,16 @@ pub enum Command {
         bucket: String,
         key_id: String,
         rights: BucketRights,
+    },
+    /// Replaces a bucket's tags (empty: none).
+    SetBucketTags {
+        bucket: String,
+        tags: BTreeMap<String, String>,
+    },
+    /// Replaces a bucket's CORS rules (empty: none).
+    SetBucketCors {
+        bucket: String,
+        rules: Vec<CorsRule>,
     },
     CreateUpload {
         bucket: String,

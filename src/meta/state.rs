@@ -140,6 +140,8 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
                 owner: owner.clone(),
                 created_ms: *created_ms,
                 grants: Default::default(),
+                tags: Default::default(),
+                cors: Vec::new(),
             };
             Ok((
                 CommandResult::BucketCreated,
@@ -228,6 +230,26 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             } else {
                 b.grants.remove(key_id);
             }
+            Ok((
+                CommandResult::Ok,
+                vec![Op::Put(bucket_key(bucket), encode_value(&b)?)],
+            ))
+        }
+        Command::SetBucketTags { bucket, tags } => {
+            let Some(mut b) = get_bucket(state, bucket)? else {
+                return Ok((CommandResult::NoSuchBucket, vec![]));
+            };
+            b.tags = tags.clone();
+            Ok((
+                CommandResult::Ok,
+                vec![Op::Put(bucket_key(bucket), encode_value(&b)?)],
+            ))
+        }
+        Command::SetBucketCors { bucket, rules } => {
+            let Some(mut b) = get_bucket(state, bucket)? else {
+                return Ok((CommandResult::NoSuchBucket, vec![]));
+            };
+            b.cors = rules.clone();
             Ok((
                 CommandResult::Ok,
                 vec![Op::Put(bucket_key(bucket), encode_value(&b)?)],

@@ -26,6 +26,15 @@ impl ClusterSecret {
         ClusterSecret(secret.into())
     }
 
+    /// A key for `purpose`, derived from the secret (HMAC-SHA256 with a purpose label), so
+    /// the secret itself keys nothing but the RPC tags.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        mac.update(format!("baobab-derive\n{purpose}").as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self, method: &str, path_and_query: &str, timestamp_secs: u64) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .expect("HMAC accepts keys of any length");
