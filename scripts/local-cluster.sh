@@ -110,7 +110,12 @@ start)
         key_id="BK$(head -c 4096 /dev/urandom | tr -dc 'A-Z2-7' | head -c 18)"
         secret=$(head -c 4096 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 40)
     fi
-    "$BIN" key create --config "$dir/gateway.toml" --name local-cluster --allow-create-bucket --key-id "$key_id" --secret "$secret" > /dev/null
+    # Builds before per-bucket rights (benchmarked with --bin) know no --allow-create-bucket.
+    rights=()
+    if "$BIN" key create --help 2>/dev/null | grep -q -- --allow-create-bucket; then
+        rights=(--allow-create-bucket)
+    fi
+    "$BIN" key create --config "$dir/gateway.toml" --name local-cluster "${rights[@]}" --key-id "$key_id" --secret "$secret" > /dev/null
     cat > "$dir/cluster.env.tmp" <<ENV
 export AWS_ACCESS_KEY_ID=$key_id
 export AWS_SECRET_ACCESS_KEY=$secret

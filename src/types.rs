@@ -74,7 +74,8 @@ pub const MAX_KEY_LEN_BYTES: usize = 1024;
 pub const READ_WINDOW_BLOCKS: u64 = 8;
 
 const _: () = assert!(INLINE_THRESHOLD_BYTES < DEFAULT_BLOCK_SIZE_BYTES as u64);
-const _: () = assert!(MIN_PART_SIZE_BYTES * (MAX_PARTS_PER_UPLOAD as u64) <= MAX_MULTIPART_OBJECT_SIZE_BYTES);
+const _: () =
+    assert!(MIN_PART_SIZE_BYTES * (MAX_PARTS_PER_UPLOAD as u64) <= MAX_MULTIPART_OBJECT_SIZE_BYTES);
 
 /// An erasure profile: k data shards and m parity shards per block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,7 +34,10 @@ fn connect_sealing(config_path: &Path) -> anyhow::Result<(MetaClient, SealKey)> 
     let secret = cfg.secret()?;
     let seal = crate::run::secrets_key(&secret);
     let rpc = RpcClient::new(secret, cfg.members().into_iter().collect());
-    Ok((MetaClient::new(rpc, cfg.members().keys().copied().collect()), seal))
+    Ok((
+        MetaClient::new(rpc, cfg.members().keys().copied().collect()),
+        seal,
+    ))
 }
 
 fn print(v: Value) {

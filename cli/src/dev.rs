@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use baobab::codec::seal::SealKey;
 use baobab::coord::{ClusterView, Coordinator};
 use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use baobab::placement::NodeSlot;
-use baobab::codec::seal::SealKey;
 use baobab::rpc::{ClusterSecret, RpcClient};
 use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
 use baobab_gateway::{serve_s3, GatewayConfig};
@@ -67,7 +67,15 @@ async fn dev_key(
         (Some(id), Some(secret)) => (id.clone(), secret.clone()),
         _ => new_key_pair(),
     };
-    ensure_access_key(meta, seal, "dev".to_string(), pair, true, Duration::from_secs(60)).await
+    ensure_access_key(
+        meta,
+        seal,
+        "dev".to_string(),
+        pair,
+        true,
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 /// `<data-dir>/baobab.toml`: a gateway-shaped config naming this cluster's nodes and secret,

@@ -208,7 +208,15 @@ async fn key_command(c: KeyCommand) -> anyhow::Result<()> {
             allow_create_bucket,
             key_id,
             secret,
-        } => admin::key_create(config.path()?, name, key_id.zip(secret), allow_create_bucket).await,
+        } => {
+            admin::key_create(
+                config.path()?,
+                name,
+                key_id.zip(secret),
+                allow_create_bucket,
+            )
+            .await
+        }
         KeyCommand::List { config } => admin::key_list(config.path()?).await,
         KeyCommand::Info { config, key_id } => admin::key_info(config.path()?, &key_id).await,
         KeyCommand::Delete { config, key_id } => admin::key_delete(config.path()?, &key_id).await,

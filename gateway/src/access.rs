@@ -45,16 +45,40 @@ impl Need {
 /// The right each bucket-level operation needs (s3s operation names).
 pub fn need_of(op: &str) -> Need {
     match op {
-        "GetObject" | "HeadObject" | "ListObjects" | "ListObjectsV2" | "HeadBucket"
-        | "GetBucketLocation" | "ListParts" | "ListMultipartUploads" | "GetObjectTagging"
-        | "GetObjectAttributes" | "GetObjectAcl" | "GetBucketAcl" | "GetBucketVersioning"
-        | "GetBucketTagging" | "GetBucketCors" | "GetBucketOwnershipControls"
-        | "ListObjectVersions" | "GetBucketPolicyStatus" | "GetBucketEncryption"
-        | "GetBucketLifecycleConfiguration" | "GetObjectLockConfiguration" => Need::Read,
-        "PutObject" | "DeleteObject" | "DeleteObjects" | "CreateMultipartUpload"
-        | "UploadPart" | "UploadPartCopy" | "CompleteMultipartUpload"
-        | "AbortMultipartUpload" | "CopyObject" | "PutObjectTagging"
-        | "DeleteObjectTagging" | "PutObjectAcl" | "PostObject" => Need::Write,
+        "GetObject"
+        | "HeadObject"
+        | "ListObjects"
+        | "ListObjectsV2"
+        | "HeadBucket"
+        | "GetBucketLocation"
+        | "ListParts"
+        | "ListMultipartUploads"
+        | "GetObjectTagging"
+        | "GetObjectAttributes"
+        | "GetObjectAcl"
+        | "GetBucketAcl"
+        | "GetBucketVersioning"
+        | "GetBucketTagging"
+        | "GetBucketCors"
+        | "GetBucketOwnershipControls"
+        | "ListObjectVersions"
+        | "GetBucketPolicyStatus"
+        | "GetBucketEncryption"
+        | "GetBucketLifecycleConfiguration"
+        | "GetObjectLockConfiguration" => Need::Read,
+        "PutObject"
+        | "DeleteObject"
+        | "DeleteObjects"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload"
+        | "AbortMultipartUpload"
+        | "CopyObject"
+        | "PutObjectTagging"
+        | "DeleteObjectTagging"
+        | "PutObjectAcl"
+        | "PostObject" => Need::Write,
         _ => Need::Owner,
     }
 }
@@ -145,7 +169,10 @@ impl S3Access for AccessRule {
             }
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => {
                 let bucket = bucket.to_string();
-                self.0.require(&key_id, &bucket, need_of(op)).await.map(|_| ())
+                self.0
+                    .require(&key_id, &bucket, need_of(op))
+                    .await
+                    .map(|_| ())
             }
         }
     }
@@ -157,13 +184,23 @@ mod tests {
 
     #[test]
     fn rights_cover_operations() {
-        let read = BucketRights { read: true, ..Default::default() };
-        let write = BucketRights { write: true, ..Default::default() };
+        let read = BucketRights {
+            read: true,
+            ..Default::default()
+        };
+        let write = BucketRights {
+            write: true,
+            ..Default::default()
+        };
         assert!(need_of("GetObject").granted_by(read));
         assert!(!need_of("PutObject").granted_by(read));
         assert!(need_of("PutObject").granted_by(write));
         assert!(!need_of("ListObjectsV2").granted_by(write));
-        assert!(!need_of("DeleteBucket").granted_by(BucketRights { read: true, write: true, owner: false }));
+        assert!(!need_of("DeleteBucket").granted_by(BucketRights {
+            read: true,
+            write: true,
+            owner: false
+        }));
         assert!(need_of("DeleteBucket").granted_by(BucketRights::ALL));
         assert!(need_of("UploadPart").granted_by(write));
     }

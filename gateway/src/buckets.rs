@@ -64,7 +64,9 @@ impl Gateway {
                 hex::decode(t)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| invalid_argument("The continuation token provided is incorrect"))?,
+                    .ok_or_else(|| {
+                        invalid_argument("The continuation token provided is incorrect")
+                    })?,
             ),
             None => None,
         };
@@ -86,7 +88,11 @@ impl Gateway {
             })
             .collect();
         let next = truncated
-            .then(|| page.last().and_then(|b| b.name.as_deref()).map(|n| hex::encode(n.as_bytes())))
+            .then(|| {
+                page.last()
+                    .and_then(|b| b.name.as_deref())
+                    .map(|n| hex::encode(n.as_bytes()))
+            })
             .flatten();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(page),
@@ -104,7 +110,10 @@ impl Gateway {
         let name = req.input.bucket.clone();
         if let Some(acl) = &req.input.acl {
             if acl.as_str() != BucketCannedACL::PRIVATE {
-                return Err(s3_error!(AccessControlListNotSupported, "The bucket does not allow ACLs"));
+                return Err(s3_error!(
+                    AccessControlListNotSupported,
+                    "The bucket does not allow ACLs"
+                ));
             }
         }
         let cmd = Command::CreateBucket {
@@ -241,7 +250,10 @@ impl Gateway {
             Some(acl) if acl.as_str() == ObjectCannedACL::PRIVATE => {
                 Ok(S3Response::new(PutObjectAclOutput::default()))
             }
-            _ => Err(s3_error!(NotImplemented, "Only the 'private' canned ACL is supported")),
+            _ => Err(s3_error!(
+                NotImplemented,
+                "Only the 'private' canned ACL is supported"
+            )),
         }
     }
 
@@ -264,6 +276,8 @@ impl Gateway {
 
 /// At most this many CORS rules per bucket (as S3).
 const MAX_CORS_RULES: usize = 100;
+/// A CORS configuration's size at most, counted over its strings (as S3's 64 KB).
+const MAX_CORS_CONFIG_BYTES: usize = 64 * 1024;
 /// At most this many tags per bucket (as S3).
 const MAX_BUCKET_TAGS: usize = 50;
 
@@ -285,7 +299,10 @@ impl Gateway {
         let input = req.input;
         let rules = input.cors_configuration.cors_rules;
         if rules.is_empty() || rules.len() > MAX_CORS_RULES {
-            return Err(s3_error!(MalformedXML, "A CORS configuration has 1 to 100 rules"));
+            return Err(s3_error!(
+                MalformedXML,
+                "A CORS configuration has 1 to 100 rules"
+            ));
         }
         let mut out = Vec::with_capacity(rules.len());
         for r in rules {
@@ -300,10 +317,19 @@ impl Gateway {
             }
             let origins: Vec<String> = r.allowed_origins.into_iter().collect();
             if origins.is_empty() || methods.is_empty() {
-                return Err(s3_error!(MalformedXML, "A CORS rule needs AllowedOrigin and AllowedMethod"));
+                return Err(s3_error!(
+                    MalformedXML,
+                    "A CORS rule needs AllowedOrigin and AllowedMethod"
+                ));
             }
-            if origins.iter().chain(r.allowed_headers.iter().flatten()).any(|p| p.matches('*').count() > 1) {
-                return Err(invalid_argument("An origin or header pattern may contain at most one wildcard"));
+            if origins
+                .iter()
+                .chain(r.allowed_headers.iter().flatten())
+                .any(|p| p.matches('*').count() > 1)
+            {
+                return Err(invalid_argument(
+                    "An origin or header pattern may contain at most one wildcard",
+                ));
             }
             out.push(baobab::meta::CorsRule {
                 id: r.id,
@@ -313,6 +339,24 @@ impl Gateway {
                 expose_headers: r.expose_headers.unwrap_or_default(),
                 max_age_secs: r.max_age_seconds,
             });
+        }
+        let size: usize = out
+            .iter()
+            .flat_map(|r| {
+                r.allowed_origins
+                    .iter()
+                    .chain(&r.allowed_methods)
+                    .chain(&r.allowed_headers)
+                    .chain(&r.expose_headers)
+                    .chain(r.id.iter())
+            })
+            .map(String::len)
+            .sum();
+        if size > MAX_CORS_CONFIG_BYTES {
+            return Err(s3_error!(
+                MalformedXML,
+                "The CORS configuration is larger than 64 KB"
+            ));
         }
         self.set_bucket(
             Command::SetBucketCors {
@@ -378,15 +422,27 @@ impl Gateway {
         for t in input.tagging.tag_set {
             let k = t.key.unwrap_or_default();
             if tags.insert(k, t.value.unwrap_or_default()).is_some() {
-                return Err(s3_error!(InvalidTag, "Cannot provide multiple Tags with the same key"));
+                return Err(s3_error!(
+                    InvalidTag,
+                    "Cannot provide multiple Tags with the same key"
+                ));
             }
         }
         if tags.len() > MAX_BUCKET_TAGS {
-            return Err(s3_error!(InvalidTag, "Bucket tag count cannot be greater than 50"));
+            return Err(s3_error!(
+                InvalidTag,
+                "Bucket tag count cannot be greater than 50"
+            ));
         }
         for (k, v) in &tags {
-            if k.is_empty() || k.chars().count() > baobab::types::MAX_TAG_KEY_LEN || v.chars().count() > baobab::types::MAX_TAG_VALUE_LEN {
-                return Err(s3_error!(InvalidTag, "The TagKey or TagValue you have provided is invalid"));
+            if k.is_empty()
+                || k.chars().count() > baobab::types::MAX_TAG_KEY_LEN
+                || v.chars().count() > baobab::types::MAX_TAG_VALUE_LEN
+            {
+                return Err(s3_error!(
+                    InvalidTag,
+                    "The TagKey or TagValue you have provided is invalid"
+                ));
             }
         }
         self.set_bucket(

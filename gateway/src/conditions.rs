@@ -90,7 +90,9 @@ fn validators(record: &ObjectRecord) -> http::HeaderMap {
     }
     let t = crate::headers::timestamp(record.last_modified_ms);
     let mut buf = Vec::new();
-    if t.format(s3s::dto::TimestampFormat::HttpDate, &mut buf).is_ok() {
+    if t.format(s3s::dto::TimestampFormat::HttpDate, &mut buf)
+        .is_ok()
+    {
         if let Ok(v) = http::HeaderValue::from_bytes(&buf) {
             h.insert(http::header::LAST_MODIFIED, v);
         }
@@ -116,22 +118,72 @@ mod tests {
         let past = ts(10);
         let future = ts(5000);
         let eval = |c: ReadConditions| c.evaluate(etag, lm);
-        assert_eq!(eval(ReadConditions { if_match: Some(&good), ..Default::default() }), Outcome::Proceed);
-        assert_eq!(eval(ReadConditions { if_match: Some(&bad), ..Default::default() }), Outcome::PreconditionFailed);
-        assert_eq!(eval(ReadConditions { if_none_match: Some(&good), ..Default::default() }), Outcome::NotModified);
-        assert_eq!(eval(ReadConditions { if_modified_since: Some(&future), ..Default::default() }), Outcome::NotModified);
-        assert_eq!(eval(ReadConditions { if_modified_since: Some(&past), ..Default::default() }), Outcome::Proceed);
-        assert_eq!(eval(ReadConditions { if_unmodified_since: Some(&past), ..Default::default() }), Outcome::PreconditionFailed);
+        assert_eq!(
+            eval(ReadConditions {
+                if_match: Some(&good),
+                ..Default::default()
+            }),
+            Outcome::Proceed
+        );
+        assert_eq!(
+            eval(ReadConditions {
+                if_match: Some(&bad),
+                ..Default::default()
+            }),
+            Outcome::PreconditionFailed
+        );
+        assert_eq!(
+            eval(ReadConditions {
+                if_none_match: Some(&good),
+                ..Default::default()
+            }),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            eval(ReadConditions {
+                if_modified_since: Some(&future),
+                ..Default::default()
+            }),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            eval(ReadConditions {
+                if_modified_since: Some(&past),
+                ..Default::default()
+            }),
+            Outcome::Proceed
+        );
+        assert_eq!(
+            eval(ReadConditions {
+                if_unmodified_since: Some(&past),
+                ..Default::default()
+            }),
+            Outcome::PreconditionFailed
+        );
         // If-Match true wins over a false If-Unmodified-Since.
         assert_eq!(
-            eval(ReadConditions { if_match: Some(&good), if_unmodified_since: Some(&past), ..Default::default() }),
+            eval(ReadConditions {
+                if_match: Some(&good),
+                if_unmodified_since: Some(&past),
+                ..Default::default()
+            }),
             Outcome::Proceed
         );
         // If-None-Match false (no match) wins over a false If-Modified-Since.
         assert_eq!(
-            eval(ReadConditions { if_none_match: Some(&bad), if_modified_since: Some(&future), ..Default::default() }),
+            eval(ReadConditions {
+                if_none_match: Some(&bad),
+                if_modified_since: Some(&future),
+                ..Default::default()
+            }),
             Outcome::Proceed
         );
-        assert_eq!(eval(ReadConditions { if_none_match: Some(&ETagCondition::Any), ..Default::default() }), Outcome::NotModified);
+        assert_eq!(
+            eval(ReadConditions {
+                if_none_match: Some(&ETagCondition::Any),
+                ..Default::default()
+            }),
+            Outcome::NotModified
+        );
     }
 }

@@ -34,11 +34,9 @@ pub fn find_rule<'a>(
             .iter()
             .any(|o| wildcard_match(o, origin, false))
             && r.allowed_methods.iter().any(|m| m == method)
-            && headers.iter().all(|h| {
-                r.allowed_headers
-                    .iter()
-                    .any(|p| wildcard_match(p, h, true))
-            })
+            && headers
+                .iter()
+                .all(|h| r.allowed_headers.iter().any(|p| wildcard_match(p, h, true)))
     })
 }
 
@@ -65,15 +63,25 @@ pub fn response_headers(
     let mut h = vec![
         (
             "access-control-allow-origin",
-            if any_origin { "*".to_string() } else { origin.to_string() },
+            if any_origin {
+                "*".to_string()
+            } else {
+                origin.to_string()
+            },
         ),
-        ("vary", "Origin, Access-Control-Request-Headers, Access-Control-Request-Method".to_string()),
+        (
+            "vary",
+            "Origin, Access-Control-Request-Headers, Access-Control-Request-Method".to_string(),
+        ),
     ];
     if !any_origin {
         h.push(("access-control-allow-credentials", "true".to_string()));
     }
     if let Some(requested) = preflight {
-        h.push(("access-control-allow-methods", rule.allowed_methods.join(", ")));
+        h.push((
+            "access-control-allow-methods",
+            rule.allowed_methods.join(", "),
+        ));
         if !requested.is_empty() {
             h.push(("access-control-allow-headers", requested.join(", ")));
         }
@@ -82,7 +90,10 @@ pub fn response_headers(
         }
     }
     if !rule.expose_headers.is_empty() {
-        h.push(("access-control-expose-headers", rule.expose_headers.join(", ")));
+        h.push((
+            "access-control-expose-headers",
+            rule.expose_headers.join(", "),
+        ));
     }
     h
 }
@@ -163,20 +174,40 @@ mod tests {
     #[test]
     fn matching() {
         let rules = vec![
-            rule(&["https://app.example.com"], &["GET", "PUT"], &["content-type", "x-amz-*"]),
+            rule(
+                &["https://app.example.com"],
+                &["GET", "PUT"],
+                &["content-type", "x-amz-*"],
+            ),
             rule(&["http://*.example.org"], &["GET"], &[]),
             rule(&["*"], &["HEAD"], &["*"]),
         ];
         let hs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(find_rule(&rules, "https://app.example.com", "PUT", &hs(&["Content-Type", "x-amz-date"])).is_some());
-        assert!(find_rule(&rules, "https://app.example.com", "PUT", &hs(&["authorization"])).is_none());
+        assert!(find_rule(
+            &rules,
+            "https://app.example.com",
+            "PUT",
+            &hs(&["Content-Type", "x-amz-date"])
+        )
+        .is_some());
+        assert!(find_rule(
+            &rules,
+            "https://app.example.com",
+            "PUT",
+            &hs(&["authorization"])
+        )
+        .is_none());
         assert!(find_rule(&rules, "https://app.example.com", "DELETE", &[]).is_none());
         assert!(find_rule(&rules, "http://a.example.org", "GET", &[]).is_some());
         assert!(find_rule(&rules, "http://example.org", "GET", &[]).is_none());
         assert!(find_rule(&rules, "https://evil.test", "GET", &[]).is_none());
-        let any = find_rule(&rules, "https://evil.test", "HEAD", &hs(&["whatever"])).expect("rule 3");
+        let any =
+            find_rule(&rules, "https://evil.test", "HEAD", &hs(&["whatever"])).expect("rule 3");
         let h = response_headers(any, "https://evil.test", Some(&[]));
         assert!(h.contains(&("access-control-allow-origin", "*".to_string())));
-        assert_eq!(requested_headers(Some("Content-Type, X-Amz-Date")), hs(&["content-type", "x-amz-date"]));
+        assert_eq!(
+            requested_headers(Some("Content-Type, X-Amz-Date")),
+            hs(&["content-type", "x-amz-date"])
+        );
     }
 }

@@ -100,7 +100,10 @@ pub fn parse_tagging_header(s: &str) -> S3Result<BTreeMap<String, String>> {
         let k = percent_decode(k).ok_or_else(|| s3_error!(InvalidTag, "The tag is malformed"))?;
         let v = percent_decode(v).ok_or_else(|| s3_error!(InvalidTag, "The tag is malformed"))?;
         if tags.insert(k, v).is_some() {
-            return Err(s3_error!(InvalidTag, "Cannot provide multiple Tags with the same key"));
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
         }
     }
     check_tags(&tags)?;
@@ -118,10 +121,16 @@ pub fn check_tags(tags: &BTreeMap<String, String>) -> S3Result<()> {
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > MAX_TAG_KEY_LEN {
-            return Err(s3_error!(InvalidTag, "The TagKey you have provided is invalid"));
+            return Err(s3_error!(
+                InvalidTag,
+                "The TagKey you have provided is invalid"
+            ));
         }
         if v.chars().count() > MAX_TAG_VALUE_LEN {
-            return Err(s3_error!(InvalidTag, "The TagValue you have provided is invalid"));
+            return Err(s3_error!(
+                InvalidTag,
+                "The TagValue you have provided is invalid"
+            ));
         }
     }
     Ok(())
@@ -175,7 +184,9 @@ pub fn write_condition(
             "If-None-Match on writes accepts only '*'"
         )),
         (None, Some(c)) => match c.as_etag() {
-            Some(e) => Ok(Some(WriteCondition::IfMatch(unquote(e.value()).to_string()))),
+            Some(e) => Ok(Some(WriteCondition::IfMatch(
+                unquote(e.value()).to_string(),
+            ))),
             // If-Match: * — any existing object: holds unless the key is missing.
             None => Ok(None),
         },

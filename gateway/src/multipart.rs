@@ -45,7 +45,9 @@ fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> 
     let Some(r) = range else {
         return Ok(0..size);
     };
-    let bad = || invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
+    let bad = || {
+        invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+    };
     let spec = r.trim().strip_prefix("bytes=").ok_or_else(bad)?;
     let (a, b) = spec.split_once('-').ok_or_else(bad)?;
     let first: u64 = a.trim().parse().map_err(|_| bad())?;
@@ -110,7 +112,11 @@ impl Gateway {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let number = part_number(req.input.part_number)?;
         let claimed = claimed_checksums!(req.input);
-        let algorithm = req.input.checksum_algorithm.as_ref().map(|a| a.as_str().to_string());
+        let algorithm = req
+            .input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_string());
         let sel = selection(&claimed, algorithm.as_deref(), &req.headers)?;
         let claims = claims_with_trailers(claimed, req.trailing_headers.clone());
         let mut input = req.input;
@@ -125,7 +131,15 @@ impl Gateway {
         };
         let part = self
             .objects
-            .put_part(&input.bucket, &input.key, &input.upload_id, number, body, expect, claims)
+            .put_part(
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                number,
+                body,
+                expect,
+                claims,
+            )
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         let cs = part.checksums;
@@ -166,7 +180,10 @@ impl Gateway {
             .await?;
         let range = copy_range(input.copy_source_range.as_deref(), record.size)?;
         if range.end - range.start > MAX_PART_SIZE_BYTES {
-            return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size."));
+            return Err(s3_error!(
+                EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size."
+            ));
         }
         let expect = DataExpectations {
             content_length: Some(range.end - range.start),
@@ -177,7 +194,15 @@ impl Gateway {
         let body = self.objects.read(&record, range.start, range.end);
         let part = self
             .objects
-            .put_part(&input.bucket, &input.key, &input.upload_id, number, body, expect, Checksums::default)
+            .put_part(
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                number,
+                body,
+                expect,
+                Checksums::default,
+            )
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         let cs = part.checksums;
@@ -372,15 +397,23 @@ impl Gateway {
             delimiter: delimiter.map(|d| enc.s(&d)),
             key_marker: Some(enc.s(input.key_marker.as_deref().unwrap_or(""))),
             upload_id_marker: Some(input.upload_id_marker.unwrap_or_default()),
-            next_key_marker: page.is_truncated.then(|| page.next_key_marker.as_deref().map(|k| enc.s(k))).flatten(),
-            next_upload_id_marker: page.is_truncated.then_some(page.next_upload_id_marker).flatten(),
+            next_key_marker: page
+                .is_truncated
+                .then(|| page.next_key_marker.as_deref().map(|k| enc.s(k)))
+                .flatten(),
+            next_upload_id_marker: page
+                .is_truncated
+                .then_some(page.next_upload_id_marker)
+                .flatten(),
             max_uploads: Some(max as i32),
             is_truncated: Some(page.is_truncated),
             uploads: Some(uploads),
             common_prefixes: Some(
                 page.common_prefixes
                     .iter()
-                    .map(|p| CommonPrefix { prefix: Some(enc.s(p)) })
+                    .map(|p| CommonPrefix {
+                        prefix: Some(enc.s(p)),
+                    })
                     .collect(),
             ),
             encoding_type: input.encoding_type,

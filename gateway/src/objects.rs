@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use baobab::codec::checksum::{ChecksumSelection, Checksums};
-use baobab::meta::{ObjectRecord, PartRef};
 use baobab::meta::ObjectData;
+use baobab::meta::{ObjectRecord, PartRef};
 use baobab::object::{DataExpectations, WriteSpec};
 use baobab::types::{MAX_KEYS_PER_PAGE, MAX_KEY_LEN_BYTES, MAX_OBJECT_SIZE_BYTES};
 use bytes::Bytes;
@@ -18,9 +18,7 @@ use crate::access::Need;
 use crate::checksum::{claimed_checksums, claims_with_trailers, selection, shown};
 use crate::conditions::ReadConditions;
 use crate::error::{from_object, invalid_argument};
-use crate::headers::{
-    check_tags, header_fields, object_headers, timestamp, write_condition,
-};
+use crate::headers::{check_tags, header_fields, object_headers, timestamp, write_condition};
 use crate::s3::{caller, Gateway};
 
 pub fn check_key(key: &str) -> S3Result<()> {
@@ -59,12 +57,17 @@ fn part_range(record: &ObjectRecord, n: i32) -> S3Result<std::ops::Range<u64>> {
         e
     };
     if n < 1 {
-        return Err(invalid_argument("Part number must be an integer between 1 and 10000, inclusive"));
+        return Err(invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+        ));
     }
     match &record.data {
         ObjectData::Parts(parts) => {
             let mut offset = 0u64;
-            for PartRef { number: _, size, .. } in parts.iter().take(n as usize - 1) {
+            for PartRef {
+                number: _, size, ..
+            } in parts.iter().take(n as usize - 1)
+            {
                 offset += size;
             }
             let part = parts.get(n as usize - 1).ok_or_else(invalid)?;
@@ -87,14 +90,22 @@ struct ReadPlan {
     whole: bool,
 }
 
-fn plan_read(record: &ObjectRecord, range: Option<&Range>, part_number: Option<i32>) -> S3Result<ReadPlan> {
+fn plan_read(
+    record: &ObjectRecord,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+) -> S3Result<ReadPlan> {
     let size = record.size;
     let r = match (range, part_number) {
         (Some(_), Some(_)) => {
-            return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter"))
+            return Err(s3_error!(
+                InvalidRequest,
+                "Cannot specify both Range header and partNumber query parameter"
+            ))
         }
         (Some(r), None) => requested_range(Some(r), size)?,
-        (None, Some(n)) => Some(part_range(record, n)?).filter(|r| !(r.start == 0 && r.end == size && record.parts_count().is_none())),
+        (None, Some(n)) => Some(part_range(record, n)?)
+            .filter(|r| !(r.start == 0 && r.end == size && record.parts_count().is_none())),
         (None, None) => None,
     };
     let (start, end) = r.clone().map_or((0, size), |r| (r.start, r.end));
@@ -160,7 +171,11 @@ macro_rules! overrides {
     };
 }
 
-fn shown_checksums(mode: Option<&ChecksumMode>, plan: &ReadPlan, record: &ObjectRecord) -> Checksums {
+fn shown_checksums(
+    mode: Option<&ChecksumMode>,
+    plan: &ReadPlan,
+    record: &ObjectRecord,
+) -> Checksums {
     shown(mode, plan.whole, &record.checksums)
 }
 
@@ -171,7 +186,11 @@ impl Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         check_key(&req.input.key)?;
         let claimed = claimed_checksums!(req.input);
-        let algorithm = req.input.checksum_algorithm.as_ref().map(|a| a.as_str().to_string());
+        let algorithm = req
+            .input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_string());
         let sel = selection(&claimed, algorithm.as_deref(), &req.headers)?;
         let claims = claims_with_trailers(claimed, req.trailing_headers.clone());
         let mut input = req.input;
@@ -216,7 +235,11 @@ impl Gateway {
     ) -> S3Result<S3Response<PostObjectOutput>> {
         check_key(&req.input.key)?;
         let claimed = claimed_checksums!(req.input);
-        let algorithm = req.input.checksum_algorithm.as_ref().map(|a| a.as_str().to_string());
+        let algorithm = req
+            .input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_string());
         let sel = selection(&claimed, algorithm.as_deref(), &req.headers)?;
         let mut input = req.input;
         let Some(body) = input.body.take() else {
@@ -382,11 +405,22 @@ impl Gateway {
         source: &CopySource,
         conditions: ReadConditions<'_>,
     ) -> S3Result<(String, String, ObjectRecord)> {
-        let CopySource::Bucket { bucket, key, version_id } = source else {
-            return Err(s3_error!(NotImplemented, "Access point copy sources are not supported"));
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Access point copy sources are not supported"
+            ));
         };
         if version_id.as_deref().is_some_and(|v| v != "null") {
-            return Err(s3_error!(NoSuchVersion, "The specified version does not exist."));
+            return Err(s3_error!(
+                NoSuchVersion,
+                "The specified version does not exist."
+            ));
         }
         let (bucket, key) = (bucket.to_string(), key.to_string());
         self.access.require(key_id, &bucket, Need::Read).await?;
@@ -517,7 +551,10 @@ impl Gateway {
         for t in input.tagging.tag_set {
             let k = t.key.unwrap_or_default();
             if tags.insert(k, t.value.unwrap_or_default()).is_some() {
-                return Err(s3_error!(InvalidTag, "Cannot provide multiple Tags with the same key"));
+                return Err(s3_error!(
+                    InvalidTag,
+                    "Cannot provide multiple Tags with the same key"
+                ));
             }
         }
         check_tags(&tags)?;

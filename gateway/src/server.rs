@@ -281,14 +281,29 @@ mod tests {
     #[test]
     fn date_header_becomes_amz_date_for_sigv4() {
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x"));
-        h.insert(http::header::DATE, http::HeaderValue::from_static("Sun, 29 Nov 2026 06:18:29 GMT"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x"),
+        );
+        h.insert(
+            http::header::DATE,
+            http::HeaderValue::from_static("Sun, 29 Nov 2026 06:18:29 GMT"),
+        );
         amz_date_from_date_header(&mut h);
-        assert_eq!(h.get("x-amz-date").map(|v| v.to_str().ok()), Some(Some("20261129T061829Z")));
+        assert_eq!(
+            h.get("x-amz-date").map(|v| v.to_str().ok()),
+            Some(Some("20261129T061829Z"))
+        );
         // An existing x-amz-date wins; SigV2 requests are left alone.
         let mut h2 = http::HeaderMap::new();
-        h2.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("AWS key:sig"));
-        h2.insert(http::header::DATE, http::HeaderValue::from_static("Sun, 29 Nov 2026 06:18:29 GMT"));
+        h2.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("AWS key:sig"),
+        );
+        h2.insert(
+            http::header::DATE,
+            http::HeaderValue::from_static("Sun, 29 Nov 2026 06:18:29 GMT"),
+        );
         amz_date_from_date_header(&mut h2);
         assert!(h2.get("x-amz-date").is_none());
     }

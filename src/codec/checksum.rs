@@ -129,7 +129,9 @@ impl Checksums {
     }
 
     pub fn is_empty(&self) -> bool {
-        ChecksumAlgorithm::ALL.iter().all(|a| self.get(*a).is_none())
+        ChecksumAlgorithm::ALL
+            .iter()
+            .all(|a| self.get(*a).is_none())
     }
 
     /// The algorithms with a value.
@@ -165,9 +167,7 @@ impl ChecksumSelection {
                 .iter()
                 .filter_map(|a| a.crc().map(|c| (a, crc_fast::Digest::new(c))))
                 .collect(),
-            sha1: self
-                .contains(ChecksumAlgorithm::Sha1)
-                .then(sha1::Sha1::new),
+            sha1: self.contains(ChecksumAlgorithm::Sha1).then(sha1::Sha1::new),
             sha256: self
                 .contains(ChecksumAlgorithm::Sha256)
                 .then(sha2::Sha256::new),
@@ -279,13 +279,22 @@ mod tests {
     #[test]
     fn known_vectors() {
         // crc32("123456789") = 0xcbf43926, crc32c = 0xe3069283 (check values of the CRC catalogue).
-        assert_eq!(of(ChecksumAlgorithm::Crc32, b"123456789"), b64(&0xcbf43926u32.to_be_bytes()));
-        assert_eq!(of(ChecksumAlgorithm::Crc32c, b"123456789"), b64(&0xe3069283u32.to_be_bytes()));
+        assert_eq!(
+            of(ChecksumAlgorithm::Crc32, b"123456789"),
+            b64(&0xcbf43926u32.to_be_bytes())
+        );
+        assert_eq!(
+            of(ChecksumAlgorithm::Crc32c, b"123456789"),
+            b64(&0xe3069283u32.to_be_bytes())
+        );
         assert_eq!(
             of(ChecksumAlgorithm::Sha256, b""),
             "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
-        assert_eq!(of(ChecksumAlgorithm::Sha1, b""), "2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
+        assert_eq!(
+            of(ChecksumAlgorithm::Sha1, b""),
+            "2jmj7l5rSw0yVb/vlWAYkK/YBwk="
+        );
     }
 
     #[test]
@@ -313,13 +322,19 @@ mod tests {
         let p2 = of(a, b"world");
         let mut raw = decode(a, &p1).expect("p1");
         raw.extend(decode(a, &p2).expect("p2"));
-        assert_eq!(composite(a, &[&p1, &p2]), Some(format!("{}-2", of(a, &raw))));
+        assert_eq!(
+            composite(a, &[&p1, &p2]),
+            Some(format!("{}-2", of(a, &raw)))
+        );
         assert_eq!(composite(a, &["not base64!"]), None);
     }
 
     #[test]
     fn parse_names() {
-        assert_eq!(ChecksumAlgorithm::parse("CRC64NVME"), Some(ChecksumAlgorithm::Crc64Nvme));
+        assert_eq!(
+            ChecksumAlgorithm::parse("CRC64NVME"),
+            Some(ChecksumAlgorithm::Crc64Nvme)
+        );
         assert_eq!(
             ChecksumAlgorithm::parse("x-amz-checksum-sha1"),
             Some(ChecksumAlgorithm::Sha1)

@@ -96,10 +96,25 @@ mod tests {
         assert!(is_sealed(&sealed));
         assert!(!sealed.contains("the secret"));
         assert_eq!(open(&k, "BKID", &sealed).expect("opens"), "the secret");
-        assert!(matches!(open(&k, "OTHER", &sealed), Err(SealError::WrongKey)));
-        assert!(matches!(open(&SealKey::new([8; 32]), "BKID", &sealed), Err(SealError::WrongKey)));
-        assert!(matches!(open(&k, "BKID", "sealed:v1:!!"), Err(SealError::Malformed)));
-        assert!(matches!(open(&k, "BKID", "sealed:v1:AAAA"), Err(SealError::Malformed)));
-        assert_eq!(open(&k, "BKID", "legacy-plain").expect("legacy"), "legacy-plain");
+        assert!(matches!(
+            open(&k, "OTHER", &sealed),
+            Err(SealError::WrongKey)
+        ));
+        assert!(matches!(
+            open(&SealKey::new([8; 32]), "BKID", &sealed),
+            Err(SealError::WrongKey)
+        ));
+        assert!(matches!(
+            open(&k, "BKID", "sealed:v1:!!"),
+            Err(SealError::Malformed)
+        ));
+        assert!(matches!(
+            open(&k, "BKID", "sealed:v1:AAAA"),
+            Err(SealError::Malformed)
+        ));
+        assert_eq!(
+            open(&k, "BKID", "legacy-plain").expect("legacy"),
+            "legacy-plain"
+        );
     }
 }

@@ -97,8 +97,7 @@ impl AccessKeyRecord {
     /// The record with its secret sealed (the key id is the associated data).
     pub fn seal(mut self, key: &crate::codec::seal::SealKey) -> Self {
         if !crate::codec::seal::is_sealed(&self.secret) {
-            self.secret =
-                crate::codec::seal::seal(key, &self.key_id, &self.secret, rand::random());
+            self.secret = crate::codec::seal::seal(key, &self.key_id, &self.secret, rand::random());
         }
         self
     }
@@ -481,11 +480,18 @@ pub enum CommandResult {
 /// A read, answered linearizably by the leader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Query {
-    GetBucket { name: String },
+    GetBucket {
+        name: String,
+    },
     ListBuckets,
-    GetObject { bucket: String, key: String },
+    GetObject {
+        bucket: String,
+        key: String,
+    },
     ListObjects(ListObjectsQuery),
-    GetAccessKey { key_id: String },
+    GetAccessKey {
+        key_id: String,
+    },
     ListAccessKeys,
     GetUpload {
         bucket: String,

@@ -194,9 +194,7 @@ pub fn query(state: &dyn StateRead, q: &Query) -> Result<QueryResult, MetaError>
             };
             Ok(QueryResult::Uploads(list_uploads(state, b.id, lq)?))
         }
-        _ => Err(MetaError::Codec(
-            "not a multipart upload query".to_string(),
-        )),
+        _ => Err(MetaError::Codec("not a multipart upload query".to_string())),
     }
 }
 
@@ -367,7 +365,12 @@ mod tests {
         }
     }
 
-    fn complete(key: &str, id: &str, parts: &[(u32, u128)], cond: Option<WriteCondition>) -> Command {
+    fn complete(
+        key: &str,
+        id: &str,
+        parts: &[(u32, u128)],
+        cond: Option<WriteCondition>,
+    ) -> Command {
         Command::CompleteUpload {
             bucket: "b".into(),
             key: key.into(),
@@ -385,19 +388,34 @@ mod tests {
         s.run(&part("k", "u1", 1, 11));
         s.run(&part("k", "u1", 2, 12));
         let r = s.run(&part("k", "u1", 2, 22));
-        assert!(matches!(r, CommandResult::PartPut { replaced: Some(p) } if p.version == VersionId(12)));
+        assert!(
+            matches!(r, CommandResult::PartPut { replaced: Some(p) } if p.version == VersionId(12))
+        );
         s.run(&part("k", "u1", 3, 13));
         // Part 2 was replaced by version 22: a completion listing version 12 is refused.
-        assert_eq!(s.run(&complete("k", "u1", &[(1, 11), (2, 12)], None)), CommandResult::PartsChanged);
+        assert_eq!(
+            s.run(&complete("k", "u1", &[(1, 11), (2, 12)], None)),
+            CommandResult::PartsChanged
+        );
         let r = s.run(&complete("k", "u1", &[(1, 11), (2, 22)], None));
-        let CommandResult::UploadCompleted { replaced, unused_parts } = r else {
+        let CommandResult::UploadCompleted {
+            replaced,
+            unused_parts,
+        } = r
+        else {
             panic!("{r:?}")
         };
         assert!(replaced.is_none());
-        assert_eq!(unused_parts.iter().map(|p| p.number).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            unused_parts.iter().map(|p| p.number).collect::<Vec<_>>(),
+            vec![3]
+        );
         let QueryResult::Object(Some(o)) = crate::meta::state::query(
             &s,
-            &Query::GetObject { bucket: "b".into(), key: "k".into() },
+            &Query::GetObject {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
         )
         .expect("q") else {
             panic!("no object")
@@ -405,8 +423,14 @@ mod tests {
         assert_eq!(o.size, 20);
         assert_eq!(o.parts_count(), Some(2));
         // Upload and every part record are gone.
-        assert!(!s.0.keys().any(|k| k.starts_with(b"u/") || k.starts_with(b"p/")));
-        assert_eq!(s.run(&complete("k", "u1", &[(1, 11)], None)), CommandResult::NoSuchUpload);
+        assert!(!s
+            .0
+            .keys()
+            .any(|k| k.starts_with(b"u/") || k.starts_with(b"p/")));
+        assert_eq!(
+            s.run(&complete("k", "u1", &[(1, 11)], None)),
+            CommandResult::NoSuchUpload
+        );
     }
 
     #[test]
@@ -417,20 +441,34 @@ mod tests {
         s.run(&upload("k", "u2"));
         s.run(&part("k", "u2", 1, 21));
         assert!(matches!(
-            s.run(&complete("k", "u1", &[(1, 11)], Some(WriteCondition::IfNoneMatchAny))),
+            s.run(&complete(
+                "k",
+                "u1",
+                &[(1, 11)],
+                Some(WriteCondition::IfNoneMatchAny)
+            )),
             CommandResult::UploadCompleted { .. }
         ));
         assert_eq!(
-            s.run(&complete("k", "u2", &[(1, 21)], Some(WriteCondition::IfNoneMatchAny))),
+            s.run(&complete(
+                "k",
+                "u2",
+                &[(1, 21)],
+                Some(WriteCondition::IfNoneMatchAny)
+            )),
             CommandResult::PreconditionFailed
         );
-        let r = s.run(&Command::AbortUpload { bucket: "b".into(), key: "k".into(), upload_id: "u2".into() });
+        let r = s.run(&Command::AbortUpload {
+            bucket: "b".into(),
+            key: "k".into(),
+            upload_id: "u2".into(),
+        });
         assert!(matches!(r, CommandResult::UploadAborted { parts } if parts.len() == 1));
-        assert_eq!(
-            s.run(&part("k", "u2", 2, 22)),
-            CommandResult::NoSuchUpload
-        );
-        assert!(!s.0.keys().any(|k| k.starts_with(b"u/") || k.starts_with(b"p/")));
+        assert_eq!(s.run(&part("k", "u2", 2, 22)), CommandResult::NoSuchUpload);
+        assert!(!s
+            .0
+            .keys()
+            .any(|k| k.starts_with(b"u/") || k.starts_with(b"p/")));
     }
 
     #[test]
@@ -453,23 +491,41 @@ mod tests {
     #[test]
     fn list_uploads_orders_groups_and_pages() {
         let mut s = setup();
-        for (k, id) in [("a/1", "x"), ("a/2", "y"), ("b", "z2"), ("b", "z1"), ("c", "w")] {
+        for (k, id) in [
+            ("a/1", "x"),
+            ("a/2", "y"),
+            ("b", "z2"),
+            ("b", "z1"),
+            ("c", "w"),
+        ] {
             s.run(&upload(k, id));
         }
-        let q = |prefix: &str, delim: Option<&str>, km: Option<&str>, um: Option<&str>, max| ListUploadsQuery {
-            bucket: "b".into(),
-            prefix: prefix.into(),
-            delimiter: delim.map(str::to_string),
-            key_marker: km.map(str::to_string),
-            upload_id_marker: um.map(str::to_string),
-            max_uploads: max,
+        let q = |prefix: &str, delim: Option<&str>, km: Option<&str>, um: Option<&str>, max| {
+            ListUploadsQuery {
+                bucket: "b".into(),
+                prefix: prefix.into(),
+                delimiter: delim.map(str::to_string),
+                key_marker: km.map(str::to_string),
+                upload_id_marker: um.map(str::to_string),
+                max_uploads: max,
+            }
         };
         let all = list_uploads_q(&s, q("", None, None, None, 1000));
-        let got: Vec<(String, String)> = all.uploads.iter().map(|u| (u.key.clone(), u.upload_id.clone())).collect();
-        assert_eq!(got, vec![
-            ("a/1".into(), "x".into()), ("a/2".into(), "y".into()),
-            ("b".into(), "z1".into()), ("b".into(), "z2".into()), ("c".into(), "w".into())
-        ]);
+        let got: Vec<(String, String)> = all
+            .uploads
+            .iter()
+            .map(|u| (u.key.clone(), u.upload_id.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a/1".into(), "x".into()),
+                ("a/2".into(), "y".into()),
+                ("b".into(), "z1".into()),
+                ("b".into(), "z2".into()),
+                ("c".into(), "w".into())
+            ]
+        );
         let grouped = list_uploads_q(&s, q("", Some("/"), None, None, 1000));
         assert_eq!(grouped.common_prefixes, vec!["a/".to_string()]);
         assert_eq!(grouped.uploads.len(), 3);
@@ -478,15 +534,28 @@ mod tests {
         let (mut km, mut um) = (None::<String>, None::<String>);
         loop {
             let p = list_uploads_q(&s, q("", None, km.as_deref(), um.as_deref(), 1));
-            seen.extend(p.uploads.iter().map(|u| (u.key.clone(), u.upload_id.clone())));
-            if !p.is_truncated { break; }
+            seen.extend(
+                p.uploads
+                    .iter()
+                    .map(|u| (u.key.clone(), u.upload_id.clone())),
+            );
+            if !p.is_truncated {
+                break;
+            }
             km = p.next_key_marker;
             um = p.next_upload_id_marker;
         }
         assert_eq!(seen, got);
         // key-marker alone: keys strictly after it.
         let after_b = list_uploads_q(&s, q("", None, Some("b"), None, 1000));
-        assert_eq!(after_b.uploads.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), vec!["c"]);
+        assert_eq!(
+            after_b
+                .uploads
+                .iter()
+                .map(|u| u.key.as_str())
+                .collect::<Vec<_>>(),
+            vec!["c"]
+        );
         let _ = BTreeMap::<u8, u8>::new();
     }
 
@@ -497,19 +566,41 @@ mod tests {
         for n in [1, 2, 3, 10, 300] {
             s.run(&part("k", "u1", n, n as u128));
         }
-        let q = |after, max| Query::ListParts(ListPartsQuery {
-            bucket: "b".into(), key: "k".into(), upload_id: "u1".into(), after, max_parts: max,
-        });
-        let QueryResult::Parts(p) = crate::meta::state::query(&s, &q(2, 2)).expect("q") else { panic!() };
-        assert_eq!(p.parts.iter().map(|p| p.number).collect::<Vec<_>>(), vec![3, 10]);
+        let q = |after, max| {
+            Query::ListParts(ListPartsQuery {
+                bucket: "b".into(),
+                key: "k".into(),
+                upload_id: "u1".into(),
+                after,
+                max_parts: max,
+            })
+        };
+        let QueryResult::Parts(p) = crate::meta::state::query(&s, &q(2, 2)).expect("q") else {
+            panic!()
+        };
+        assert_eq!(
+            p.parts.iter().map(|p| p.number).collect::<Vec<_>>(),
+            vec![3, 10]
+        );
         assert!(p.is_truncated);
-        let QueryResult::Parts(p) = crate::meta::state::query(&s, &q(10, 2)).expect("q") else { panic!() };
-        assert_eq!(p.parts.iter().map(|p| p.number).collect::<Vec<_>>(), vec![300]);
+        let QueryResult::Parts(p) = crate::meta::state::query(&s, &q(10, 2)).expect("q") else {
+            panic!()
+        };
+        assert_eq!(
+            p.parts.iter().map(|p| p.number).collect::<Vec<_>>(),
+            vec![300]
+        );
         assert!(!p.is_truncated);
         let bad = Query::ListParts(ListPartsQuery {
-            bucket: "b".into(), key: "other".into(), upload_id: "u1".into(), after: 0, max_parts: 10,
+            bucket: "b".into(),
+            key: "other".into(),
+            upload_id: "u1".into(),
+            after: 0,
+            max_parts: 10,
         });
-        let QueryResult::Parts(p) = crate::meta::state::query(&s, &bad).expect("q") else { panic!() };
+        let QueryResult::Parts(p) = crate::meta::state::query(&s, &bad).expect("q") else {
+            panic!()
+        };
         assert!(p.upload.is_none());
     }
 }

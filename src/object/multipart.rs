@@ -10,8 +10,8 @@ use super::put::{DataExpectations, WriteSpec};
 use super::{now_ms, ObjectError, ObjectService};
 use crate::codec::checksum::{self, ChecksumAlgorithm, ChecksumType, Checksums};
 use crate::meta::{
-    Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData, ObjectRecord,
-    PartRecord, PartsPage, Query, QueryResult, UploadRecord, UploadsPage, WriteCondition,
+    Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData, ObjectRecord, PartRecord,
+    PartsPage, Query, QueryResult, UploadRecord, UploadsPage, WriteCondition,
 };
 use crate::types::{VersionId, MAX_PARTS_PER_UPLOAD, MIN_PART_SIZE_BYTES};
 
@@ -185,7 +185,8 @@ impl ObjectService {
             CommandResult::PartPut { replaced } => {
                 if let Some(old) = replaced {
                     // No reader can hold a part of an upload in progress: free it now.
-                    self.coord.delete_shards_in_background(old.version, &old.data);
+                    self.coord
+                        .delete_shards_in_background(old.version, &old.data);
                 }
                 Ok(PartWritten {
                     etag: w.md5_hex,
@@ -394,6 +395,9 @@ mod tests {
         let mut raw = hex::decode(&a).expect("hex");
         raw.extend(hex::decode(&b).expect("hex"));
         let expected = format!("{}-2", hex::encode(md5::Md5::digest(&raw)));
-        assert_eq!(multipart_etag([a.as_str(), b.as_str()].into_iter()), expected);
+        assert_eq!(
+            multipart_etag([a.as_str(), b.as_str()].into_iter()),
+            expected
+        );
     }
 }
