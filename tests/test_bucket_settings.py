@@ -165,3 +165,17 @@ def test_user_metadata_and_key_limits(b):
     with pytest.raises(ClientError) as e:
         s3.create_multipart_upload(Bucket=bucket, Key="m", Metadata={"big": "v" * 3000})
     assert code(e) == ("MetadataTooLarge", 400)
+
+
+def test_huge_header_section_gets_an_s3_error(b):
+    """100 KB of headers: AWS's RequestHeaderSectionTooLarge (400, XML body), not a dropped
+    connection; the server keeps serving."""
+    s3, bucket = b
+    meta = {f"m{i:03d}": "v" * 2000 for i in range(50)}
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="huge", Body=b"x", Metadata=meta)
+    assert code(e) == ("RequestHeaderSectionTooLarge", 400)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="huge")
+    assert code(e)[1] == 404
+    s3.put_object(Bucket=bucket, Key="fine", Body=b"y")

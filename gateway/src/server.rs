@@ -21,6 +21,14 @@ use crate::s3::Gateway;
 /// memory one POST can take; larger uploads use PUT or multipart.
 pub const MAX_POST_OBJECT_BYTES: u64 = 32 * 1024 * 1024;
 
+/// The request header section S3 accepts, in bytes (names, values and separators). Larger
+/// requests get `400 RequestHeaderSectionTooLarge` (AWS's limit is 8 KB; twice that here, so a
+/// client with long presigned or SSE headers is not refused for what AWS would take).
+pub const MAX_HEADER_SECTION_BYTES: usize = 16 * 1024;
+/// Headers per request at most; hyper closes connections past it, so it sits well above what
+/// MAX_HEADER_SECTION_BYTES admits, and such requests get the S3 error instead.
+const MAX_HEADERS: usize = 1024;
+
 /// What the gateway needs to serve.
 pub struct GatewayConfig {
     /// The region clients sign for and GetBucketLocation reports.
@@ -62,7 +70,8 @@ pub async fn serve_s3(
     };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_headers(MAX_HEADERS);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -104,6 +113,9 @@ pub async fn serve_s3(
                 amz_date_from_date_header(req.headers_mut());
                 async move {
                     let started = std::time::Instant::now();
+                    if header_section_len(req.headers()) > MAX_HEADER_SECTION_BYTES {
+                        return Ok(header_section_too_large(&request_id));
+                    }
                     if method == http::Method::OPTIONS {
                         let mut resp =
                             crate::cors::preflight(&access, cors_bucket, req.headers()).await;
@@ -179,6 +191,33 @@ fn expects_continue_without_body<B>(req: &http::Request<B>) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "0");
     expects && empty
+}
+
+fn header_section_len(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+/// `400 RequestHeaderSectionTooLarge`, as AWS answers; the connection is closed, since the
+/// request's body (if any) is not read.
+fn header_section_too_large(request_id: &str) -> http::Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>RequestHeaderSectionTooLarge</Code><Message>Your request header section exceeds the maximum allowed size.</Message><RequestId>{request_id}</RequestId></Error>"
+    );
+    let mut resp = http::Response::new(s3s::Body::from(body));
+    *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        h.insert("x-amz-request-id", v);
+    }
+    resp
 }
 
 /// A POST whose form breaks a condition of its policy is `403 AccessDenied` ("Invalid
