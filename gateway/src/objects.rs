@@ -21,6 +21,9 @@ use crate::error::{from_object, invalid_argument};
 use crate::headers::{check_tags, header_fields, object_headers, timestamp, write_condition};
 use crate::s3::{caller, Gateway};
 
+/// Keys of one DeleteObjects request deleted at once.
+const DELETE_OBJECTS_CONCURRENCY: usize = 32;
+
 pub fn check_key(key: &str) -> S3Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_LEN_BYTES {
         return Err(s3_error!(KeyTooLongError, "Your key is too long"));
@@ -367,23 +370,31 @@ impl Gateway {
             return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
+        let bucket = input.bucket.as_str();
+        // Deletes in parallel (each is its own metadata command, group-committed together);
+        // answers in request order.
+        let outcomes: Vec<_> = futures::stream::iter(input.delete.objects)
+            .map(|obj| async move {
+                let r = self.objects.delete(bucket, &obj.key).await;
+                (obj.key, r)
+            })
+            .buffered(DELETE_OBJECTS_CONCURRENCY)
+            .collect()
+            .await;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        for obj in input.delete.objects {
-            match self.objects.delete(&input.bucket, &obj.key).await {
-                Ok(()) => {
-                    if !quiet {
-                        deleted.push(DeletedObject {
-                            key: Some(obj.key),
-                            ..Default::default()
-                        });
-                    }
-                }
+        for (key, r) in outcomes {
+            match r {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(key),
+                    ..Default::default()
+                }),
                 Err(e) => {
-                    let e = from_object(e, &input.bucket);
+                    let e = from_object(e, bucket);
                     errors.push(Error {
                         code: Some(e.code().as_str().to_string()),
-                        key: Some(obj.key),
+                        key: Some(key),
                         message: e.message().map(str::to_string),
                         version_id: None,
                     })

@@ -213,7 +213,10 @@ fn header_section_too_large(request_id: &str) -> http::Response<s3s::Body> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/xml"),
     );
-    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
     if let Ok(v) = http::HeaderValue::from_str(request_id) {
         h.insert("x-amz-request-id", v);
     }

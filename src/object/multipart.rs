@@ -13,7 +13,9 @@ use crate::meta::{
     Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData, ObjectRecord, PartRecord,
     PartsPage, Query, QueryResult, UploadRecord, UploadsPage, WriteCondition,
 };
-use crate::types::{VersionId, MAX_PARTS_PER_UPLOAD, MIN_PART_SIZE_BYTES};
+use crate::types::{
+    VersionId, MAX_MULTIPART_OBJECT_SIZE_BYTES, MAX_PARTS_PER_UPLOAD, MIN_PART_SIZE_BYTES,
+};
 
 /// A stored part.
 #[derive(Debug, Clone)]
@@ -281,6 +283,11 @@ impl ObjectService {
         }
         let etag = multipart_etag(used.iter().map(|p| p.etag.as_str()));
         let size: u64 = used.iter().map(|p| p.size).sum();
+        if size > MAX_MULTIPART_OBJECT_SIZE_BYTES {
+            return Err(ObjectError::EntityTooLarge {
+                limit: MAX_MULTIPART_OBJECT_SIZE_BYTES,
+            });
+        }
         let mut checksums = Checksums::default();
         if let (Some(a), Some(t)) = (upload.checksum_algorithm, upload.checksum_type) {
             let values: Option<Vec<&str>> = used
