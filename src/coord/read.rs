@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use http::Method;
 
 use super::{CoordError, Coordinator, SHARD_READ_TIMEOUT};
@@ -31,9 +31,63 @@ struct Window {
     end: u64,
 }
 
+/// One unit of a read: bytes held in the record, or one window of one sharded piece (an object,
+/// or one part of a multipart object).
+enum ReadTask {
+    Inline(Bytes),
+    Window {
+        version: VersionId,
+        data: Arc<ObjectData>,
+        size: u64,
+        window: Window,
+    },
+}
+
+/// Appends the tasks that read bytes `start..end` of one inline or sharded piece.
+fn piece_tasks(
+    tasks: &mut Vec<ReadTask>,
+    version: VersionId,
+    data: &ObjectData,
+    size: u64,
+    start: u64,
+    end: u64,
+) {
+    match data {
+        ObjectData::Inline(bytes) => {
+            let s = (start as usize).min(bytes.len());
+            let e = (end as usize).min(bytes.len()).max(s);
+            if e > s {
+                tasks.push(ReadTask::Inline(Bytes::copy_from_slice(&bytes[s..e])));
+            }
+        }
+        ObjectData::Sharded { block_size, .. } if end > start => {
+            let data = Arc::new(data.clone());
+            let bs = *block_size as u64;
+            let first = start / bs;
+            let last_excl = (end - 1) / bs + 1;
+            for w in (first..last_excl).step_by(READ_WINDOW_BLOCKS as usize) {
+                tasks.push(ReadTask::Window {
+                    version,
+                    data: data.clone(),
+                    size,
+                    window: Window {
+                        first: w,
+                        end_block: (w + READ_WINDOW_BLOCKS).min(last_excl),
+                        start,
+                        end,
+                    },
+                });
+            }
+        }
+        // Empty ranges, and `Parts` (never nested inside a part).
+        _ => {}
+    }
+}
+
 impl Coordinator {
-    /// Streams bytes `start..end` of an object's data; a multipart object's parts are read one
-    /// after the other, each only over the bytes of the range it holds.
+    /// Streams bytes `start..end` of an object's data. A multipart object's parts are read in
+    /// order, each only over the bytes of the range it holds, with the same one-window
+    /// read-ahead across part boundaries as inside a part.
     pub fn read(
         &self,
         version: VersionId,
@@ -42,83 +96,56 @@ impl Coordinator {
         start: u64,
         end: u64,
     ) -> BoxStream<'static, Result<Bytes, CoordError>> {
-        let ObjectData::Parts(parts) = data else {
-            return self.read_piece(version, data, size, start, end).boxed();
-        };
-        let mut pieces = Vec::new();
-        let mut offset = 0u64;
-        for p in parts {
-            let (p_start, p_end) = (offset, offset + p.size);
-            if p_end > start && p_start < end {
-                pieces.push(self.read_piece(
-                    p.version,
-                    &p.data,
-                    p.size,
-                    start.max(p_start) - p_start,
-                    end.min(p_end) - p_start,
-                ));
+        let mut tasks = Vec::new();
+        match data {
+            ObjectData::Parts(parts) => {
+                let mut offset = 0u64;
+                for p in parts {
+                    let (p_start, p_end) = (offset, offset + p.size);
+                    if p_end > start && p_start < end {
+                        piece_tasks(
+                            &mut tasks,
+                            p.version,
+                            &p.data,
+                            p.size,
+                            start.max(p_start) - p_start,
+                            end.min(p_end) - p_start,
+                        );
+                    }
+                    offset = p_end;
+                }
             }
-            offset = p_end;
+            other => piece_tasks(&mut tasks, version, other, size, start, end),
         }
-        futures::stream::iter(pieces).flatten().boxed()
-    }
-
-    /// Streams bytes `start..end` of one inline or sharded piece of data.
-    fn read_piece(
-        &self,
-        version: VersionId,
-        data: &ObjectData,
-        size: u64,
-        start: u64,
-        end: u64,
-    ) -> impl Stream<Item = Result<Bytes, CoordError>> + Send + 'static {
         let this = self.clone();
-        let data = data.clone();
         // Nodes that failed to answer during this read: later windows try them last, so a dead
         // or paused node costs one timeout per read, not one per window.
         let unreachable: Arc<Mutex<HashSet<NodeId>>> = Arc::default();
-        let windows: Vec<(u64, u64)> = match &data {
-            ObjectData::Sharded { block_size, .. } if end > start => {
-                let bs = *block_size as u64;
-                let first = start / bs;
-                let last_excl = (end - 1) / bs + 1;
-                (first..last_excl)
-                    .step_by(READ_WINDOW_BLOCKS as usize)
-                    .map(|w| (w, (w + READ_WINDOW_BLOCKS).min(last_excl)))
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        let inline: Option<Bytes> = match &data {
-            ObjectData::Inline(bytes) => {
-                let s = (start as usize).min(bytes.len());
-                let e = (end as usize).min(bytes.len()).max(s);
-                Some(Bytes::copy_from_slice(&bytes[s..e]))
-            }
-            ObjectData::Sharded { .. } | ObjectData::Parts(_) => None,
-        };
-        let sharded = futures::stream::iter(windows)
-            .map(move |(first, end_block)| {
+        futures::stream::iter(tasks)
+            .map(move |task| {
                 let this = this.clone();
-                let data = data.clone();
                 let unreachable = unreachable.clone();
                 async move {
-                    let window = Window {
-                        first,
-                        end_block,
-                        start,
-                        end,
-                    };
-                    this.read_window(version, &data, size, window, &unreachable)
-                        .await
+                    match task {
+                        ReadTask::Inline(bytes) => Ok(vec![bytes]),
+                        ReadTask::Window {
+                            version,
+                            data,
+                            size,
+                            window,
+                        } => {
+                            this.read_window(version, &data, size, window, &unreachable)
+                                .await
+                        }
+                    }
                 }
             })
             .buffered(2)
             .flat_map(|r: Result<Vec<Bytes>, CoordError>| match r {
                 Ok(pieces) => futures::stream::iter(pieces.into_iter().map(Ok).collect::<Vec<_>>()),
                 Err(e) => futures::stream::iter(vec![Err(e)]),
-            });
-        futures::stream::iter(inline.into_iter().filter(|b| !b.is_empty()).map(Ok)).chain(sharded)
+            })
+            .boxed()
     }
 
     /// Reads blocks `first..end_block` and returns the pieces of bytes in `start..end`.
