@@ -86,7 +86,8 @@ pub fn need_of(op: &str) -> Need {
 pub struct Access {
     meta: MetaClient,
     keys: Arc<KeyStore>,
-    buckets: Mutex<HashMap<String, (Instant, BucketRecord)>>,
+    /// Shared records: a request takes a reference, not a copy of grants and CORS rules.
+    buckets: Mutex<HashMap<String, (Instant, Arc<BucketRecord>)>>,
 }
 
 impl Access {
@@ -99,10 +100,10 @@ impl Access {
     }
 
     /// The bucket's record, from the cache when fresh; NoSuchBucket if it does not exist.
-    pub async fn bucket(&self, name: &str) -> S3Result<BucketRecord> {
+    pub async fn bucket(&self, name: &str) -> S3Result<Arc<BucketRecord>> {
         if let Some((at, b)) = self.buckets.lock().expect("bucket cache").get(name) {
             if at.elapsed() < BUCKET_CACHE_TTL {
-                return Ok(b.clone());
+                return Ok(Arc::clone(b));
             }
         }
         match self
@@ -114,11 +115,12 @@ impl Access {
             .map_err(from_meta)?
         {
             QueryResult::Bucket(Some(b)) => {
+                let b = Arc::new(b);
                 let mut cache = self.buckets.lock().expect("bucket cache");
                 if cache.len() >= BUCKET_CACHE_MAX {
                     cache.clear();
                 }
-                cache.insert(name.to_string(), (Instant::now(), b.clone()));
+                cache.insert(name.to_string(), (Instant::now(), Arc::clone(&b)));
                 Ok(b)
             }
             QueryResult::Bucket(None) => {
@@ -135,7 +137,12 @@ impl Access {
     }
 
     /// AccessDenied unless `key_id` holds `need` on `bucket`; NoSuchBucket if it is missing.
-    pub async fn require(&self, key_id: &str, bucket: &str, need: Need) -> S3Result<BucketRecord> {
+    pub async fn require(
+        &self,
+        key_id: &str,
+        bucket: &str,
+        need: Need,
+    ) -> S3Result<Arc<BucketRecord>> {
         let b = self.bucket(bucket).await?;
         if need.granted_by(b.rights_of(key_id)) {
             Ok(b)

@@ -21,7 +21,7 @@ pub struct KeyStore {
     /// Opens the sealed secrets of key records.
     seal: SealKey,
     /// Records with their secrets opened.
-    cache: Mutex<HashMap<String, (Instant, AccessKeyRecord)>>,
+    cache: Mutex<HashMap<String, (Instant, Arc<AccessKeyRecord>)>>,
 }
 
 impl KeyStore {
@@ -34,7 +34,7 @@ impl KeyStore {
     }
 
     /// The key's record, secret opened; `InvalidAccessKeyId` if there is none.
-    pub async fn record(&self, access_key: &str) -> S3Result<AccessKeyRecord> {
+    pub async fn record(&self, access_key: &str) -> S3Result<Arc<AccessKeyRecord>> {
         if let Some((at, record)) = self
             .cache
             .lock()
@@ -42,7 +42,7 @@ impl KeyStore {
             .get(access_key)
         {
             if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(record.clone());
+                return Ok(Arc::clone(record));
             }
         }
         let answer = self
@@ -65,7 +65,11 @@ impl KeyStore {
                 if cache.len() >= KEY_CACHE_MAX {
                     cache.clear();
                 }
-                cache.insert(access_key.to_string(), (Instant::now(), record.clone()));
+                let record = Arc::new(record);
+                cache.insert(
+                    access_key.to_string(),
+                    (Instant::now(), Arc::clone(&record)),
+                );
                 Ok(record)
             }
             QueryResult::AccessKey(None) => Err(s3_error!(
@@ -83,6 +87,8 @@ pub struct SharedKeyStore(pub Arc<KeyStore>);
 #[async_trait::async_trait]
 impl S3Auth for SharedKeyStore {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        Ok(SecretKey::from(self.0.record(access_key).await?.secret))
+        Ok(SecretKey::from(
+            self.0.record(access_key).await?.secret.clone(),
+        ))
     }
 }

@@ -9,7 +9,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use crate::error::{from_meta, invalid_argument, no_such_bucket, unexpected};
-use crate::headers::{now_ms, timestamp};
+use crate::headers::{now_ms, tag_set, tags_of, timestamp};
 use crate::s3::{caller, Gateway};
 
 /// Buckets per ListBuckets page at most (as S3).
@@ -382,7 +382,8 @@ impl Gateway {
         }
         let rules = b
             .cors
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|r| CORSRule {
                 id: r.id,
                 allowed_origins: r.allowed_origins,
@@ -418,33 +419,7 @@ impl Gateway {
         req: S3Request<PutBucketTaggingInput>,
     ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
         let input = req.input;
-        let mut tags = std::collections::BTreeMap::new();
-        for t in input.tagging.tag_set {
-            let k = t.key.unwrap_or_default();
-            if tags.insert(k, t.value.unwrap_or_default()).is_some() {
-                return Err(s3_error!(
-                    InvalidTag,
-                    "Cannot provide multiple Tags with the same key"
-                ));
-            }
-        }
-        if tags.len() > MAX_BUCKET_TAGS {
-            return Err(s3_error!(
-                InvalidTag,
-                "Bucket tag count cannot be greater than 50"
-            ));
-        }
-        for (k, v) in &tags {
-            if k.is_empty()
-                || k.chars().count() > baobab::types::MAX_TAG_KEY_LEN
-                || v.chars().count() > baobab::types::MAX_TAG_VALUE_LEN
-            {
-                return Err(s3_error!(
-                    InvalidTag,
-                    "The TagKey or TagValue you have provided is invalid"
-                ));
-            }
-        }
+        let tags = tags_of(input.tagging.tag_set, MAX_BUCKET_TAGS)?;
         self.set_bucket(
             Command::SetBucketTags {
                 bucket: input.bucket.clone(),
@@ -465,14 +440,7 @@ impl Gateway {
             return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
         }
         Ok(S3Response::new(GetBucketTaggingOutput {
-            tag_set: b
-                .tags
-                .into_iter()
-                .map(|(k, v)| Tag {
-                    key: Some(k),
-                    value: Some(v),
-                })
-                .collect(),
+            tag_set: tag_set(b.tags.clone()),
         }))
     }
 

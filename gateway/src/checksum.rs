@@ -82,3 +82,35 @@ pub fn shown(mode: Option<&s3s::dto::ChecksumMode>, whole: bool, stored: &Checks
         Checksums::default()
     }
 }
+
+/// S3 outputs that carry the five `checksum_*` fields: set them from one [`Checksums`].
+pub trait WithChecksums: Sized {
+    fn with_checksums(self, cs: Checksums) -> Self;
+}
+
+macro_rules! impl_with_checksums {
+    ($($ty:ty),* $(,)?) => {$(
+        impl WithChecksums for $ty {
+            fn with_checksums(mut self, cs: Checksums) -> Self {
+                self.checksum_crc32 = cs.crc32;
+                self.checksum_crc32c = cs.crc32c;
+                self.checksum_crc64nvme = cs.crc64nvme;
+                self.checksum_sha1 = cs.sha1;
+                self.checksum_sha256 = cs.sha256;
+                self
+            }
+        }
+    )*};
+}
+
+impl_with_checksums!(
+    s3s::dto::PutObjectOutput,
+    s3s::dto::UploadPartOutput,
+    s3s::dto::CopyPartResult,
+    s3s::dto::CopyObjectResult,
+    s3s::dto::CompleteMultipartUploadOutput,
+    s3s::dto::Part,
+    s3s::dto::Checksum,
+    s3s::dto::GetObjectOutput,
+    s3s::dto::HeadObjectOutput,
+);

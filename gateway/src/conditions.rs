@@ -18,6 +18,32 @@ pub struct ReadConditions<'a> {
     pub if_unmodified_since: Option<&'a Timestamp>,
 }
 
+/// The four conditions of a GET/HEAD input (`if_match` …).
+macro_rules! read_conditions {
+    ($i:expr) => {
+        crate::conditions::ReadConditions {
+            if_match: $i.if_match.as_ref(),
+            if_none_match: $i.if_none_match.as_ref(),
+            if_modified_since: $i.if_modified_since.as_ref(),
+            if_unmodified_since: $i.if_unmodified_since.as_ref(),
+        }
+    };
+}
+pub(crate) use read_conditions;
+
+/// The four copy-source conditions of a CopyObject / UploadPartCopy input.
+macro_rules! copy_source_conditions {
+    ($i:expr) => {
+        crate::conditions::ReadConditions {
+            if_match: $i.copy_source_if_match.as_ref(),
+            if_none_match: $i.copy_source_if_none_match.as_ref(),
+            if_modified_since: $i.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $i.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
+pub(crate) use copy_source_conditions;
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     Proceed,

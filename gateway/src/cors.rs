@@ -109,7 +109,11 @@ pub async fn preflight(
     let method = get("access-control-request-method");
     let requested = requested_headers(get("access-control-request-headers"));
     let rules = match &bucket {
-        Some(b) => access.bucket(b).await.map(|b| b.cors).unwrap_or_default(),
+        Some(b) => access
+            .bucket(b)
+            .await
+            .map(|b| b.cors.clone())
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     let rule = match (origin, method) {

@@ -106,16 +106,54 @@ pub fn parse_tagging_header(s: &str) -> S3Result<BTreeMap<String, String>> {
             ));
         }
     }
-    check_tags(&tags)?;
+    check_tags(&tags, MAX_OBJECT_TAGS)?;
     Ok(tags)
 }
 
-pub fn check_tags(tags: &BTreeMap<String, String>) -> S3Result<()> {
-    if tags.len() > MAX_OBJECT_TAGS {
-        let mut e = S3Error::with_message(
-            S3ErrorCode::Custom("BadRequest".into()),
-            "Object tags cannot be greater than 10",
-        );
+/// A TagSet (PutObjectTagging, PutBucketTagging) as a map: duplicate keys are `InvalidTag`,
+/// and the tags are checked against `max` and S3's key and value lengths.
+pub fn tags_of(set: Vec<s3s::dto::Tag>, max: usize) -> S3Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    for t in set {
+        if tags
+            .insert(t.key.unwrap_or_default(), t.value.unwrap_or_default())
+            .is_some()
+        {
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
+        }
+    }
+    check_tags(&tags, max)?;
+    Ok(tags)
+}
+
+/// A map of tags as an S3 TagSet.
+pub fn tag_set(tags: BTreeMap<String, String>) -> Vec<s3s::dto::Tag> {
+    tags.into_iter()
+        .map(|(k, v)| s3s::dto::Tag {
+            key: Some(k),
+            value: Some(v),
+        })
+        .collect()
+}
+
+/// At most `max` tags (objects: 400 BadRequest, as S3; buckets: InvalidTag), each with a
+/// valid key and value.
+pub fn check_tags(tags: &BTreeMap<String, String>, max: usize) -> S3Result<()> {
+    if tags.len() > max {
+        let mut e = if max == MAX_OBJECT_TAGS {
+            S3Error::with_message(
+                S3ErrorCode::Custom("BadRequest".into()),
+                "Object tags cannot be greater than 10",
+            )
+        } else {
+            S3Error::with_message(
+                S3ErrorCode::InvalidTag,
+                format!("Tag count cannot be greater than {max}"),
+            )
+        };
         e.set_status_code(http::StatusCode::BAD_REQUEST);
         return Err(e);
     }

@@ -154,7 +154,7 @@ impl Gateway {
             })
             .await?;
         let owner_id = if input.fetch_owner.unwrap_or(false) {
-            Some(self.access.bucket(&input.bucket).await?.owner)
+            Some(self.access.bucket(&input.bucket).await?.owner.clone())
         } else {
             None
         };
@@ -198,7 +198,7 @@ impl Gateway {
                 max_keys: max,
             })
             .await?;
-        let owner_id = self.access.bucket(&input.bucket).await?.owner;
+        let owner_id = self.access.bucket(&input.bucket).await?.owner.clone();
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
             prefix: Some(enc.s(&prefix)),

@@ -8,8 +8,8 @@ use baobab::types::{MAX_KEYS_PER_PAGE, MAX_PARTS_PER_UPLOAD, MAX_PART_SIZE_BYTES
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
-use crate::checksum::{claimed_checksums, claims_with_trailers, selection};
-use crate::conditions::ReadConditions;
+use crate::checksum::{claimed_checksums, claims_with_trailers, selection, WithChecksums};
+use crate::conditions::copy_source_conditions;
 use crate::error::{from_object, invalid_argument};
 use crate::headers::{header_fields, object_headers, timestamp, unquote, write_condition};
 use crate::listing::{wants_url_encoding, Encoder};
@@ -142,16 +142,13 @@ impl Gateway {
             )
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
-        let cs = part.checksums;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(ETag::Strong(part.etag)),
-            checksum_crc32: cs.crc32,
-            checksum_crc32c: cs.crc32c,
-            checksum_crc64nvme: cs.crc64nvme,
-            checksum_sha1: cs.sha1,
-            checksum_sha256: cs.sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(
+            UploadPartOutput {
+                e_tag: Some(ETag::Strong(part.etag)),
+                ..Default::default()
+            }
+            .with_checksums(part.checksums),
+        ))
     }
 
     pub(crate) async fn upload_part_copy(
@@ -167,16 +164,7 @@ impl Gateway {
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         let (_, _, record) = self
-            .copy_source(
-                &key_id,
-                &input.copy_source,
-                ReadConditions {
-                    if_match: input.copy_source_if_match.as_ref(),
-                    if_none_match: input.copy_source_if_none_match.as_ref(),
-                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
-                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-                },
-            )
+            .copy_source(&key_id, &input.copy_source, copy_source_conditions!(input))
             .await?;
         let range = copy_range(input.copy_source_range.as_deref(), record.size)?;
         if range.end - range.start > MAX_PART_SIZE_BYTES {
@@ -205,17 +193,15 @@ impl Gateway {
             )
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
-        let cs = part.checksums;
         Ok(S3Response::new(UploadPartCopyOutput {
-            copy_part_result: Some(CopyPartResult {
-                e_tag: Some(ETag::Strong(part.etag)),
-                last_modified: Some(timestamp(part.last_modified_ms)),
-                checksum_crc32: cs.crc32,
-                checksum_crc32c: cs.crc32c,
-                checksum_crc64nvme: cs.crc64nvme,
-                checksum_sha1: cs.sha1,
-                checksum_sha256: cs.sha256,
-            }),
+            copy_part_result: Some(
+                CopyPartResult {
+                    e_tag: Some(ETag::Strong(part.etag)),
+                    last_modified: Some(timestamp(part.last_modified_ms)),
+                    ..Default::default()
+                }
+                .with_checksums(part.checksums),
+            ),
             ..Default::default()
         }))
     }
@@ -258,20 +244,17 @@ impl Gateway {
             .complete(request)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
-        let cs = done.checksums;
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            bucket: Some(input.bucket.clone()),
-            key: Some(input.key.clone()),
-            location: Some(format!("/{}/{}", input.bucket, input.key)),
-            e_tag: Some(ETag::Strong(done.etag)),
-            checksum_type: dto_type(done.checksum_type),
-            checksum_crc32: cs.crc32,
-            checksum_crc32c: cs.crc32c,
-            checksum_crc64nvme: cs.crc64nvme,
-            checksum_sha1: cs.sha1,
-            checksum_sha256: cs.sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(
+            CompleteMultipartUploadOutput {
+                bucket: Some(input.bucket.clone()),
+                key: Some(input.key.clone()),
+                location: Some(format!("/{}/{}", input.bucket, input.key)),
+                e_tag: Some(ETag::Strong(done.etag)),
+                checksum_type: dto_type(done.checksum_type),
+                ..Default::default()
+            }
+            .with_checksums(done.checksums),
+        ))
     }
 
     pub(crate) async fn abort_multipart_upload(
@@ -312,16 +295,15 @@ impl Gateway {
         let parts: Vec<Part> = page
             .parts
             .iter()
-            .map(|p| Part {
-                part_number: Some(p.number as i32),
-                e_tag: Some(ETag::Strong(p.etag.clone())),
-                size: Some(p.size as i64),
-                last_modified: Some(timestamp(p.last_modified_ms)),
-                checksum_crc32: p.checksums.crc32.clone(),
-                checksum_crc32c: p.checksums.crc32c.clone(),
-                checksum_crc64nvme: p.checksums.crc64nvme.clone(),
-                checksum_sha1: p.checksums.sha1.clone(),
-                checksum_sha256: p.checksums.sha256.clone(),
+            .map(|p| {
+                Part {
+                    part_number: Some(p.number as i32),
+                    e_tag: Some(ETag::Strong(p.etag.clone())),
+                    size: Some(p.size as i64),
+                    last_modified: Some(timestamp(p.last_modified_ms)),
+                    ..Default::default()
+                }
+                .with_checksums(p.checksums.clone())
             })
             .collect();
         let initiator = upload.map(|u| u.initiator.clone()).unwrap_or_default();

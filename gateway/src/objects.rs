@@ -7,7 +7,7 @@ use baobab::codec::checksum::{ChecksumSelection, Checksums};
 use baobab::meta::ObjectData;
 use baobab::meta::{ObjectRecord, PartRef};
 use baobab::object::{DataExpectations, WriteSpec};
-use baobab::types::{MAX_KEYS_PER_PAGE, MAX_KEY_LEN_BYTES, MAX_OBJECT_SIZE_BYTES};
+use baobab::types::{MAX_KEYS_PER_PAGE, MAX_KEY_LEN_BYTES, MAX_OBJECT_SIZE_BYTES, MAX_OBJECT_TAGS};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use s3s::dto::*;
@@ -15,10 +15,10 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use tracing::Instrument;
 
 use crate::access::Need;
-use crate::checksum::{claimed_checksums, claims_with_trailers, selection, shown};
-use crate::conditions::ReadConditions;
+use crate::checksum::{claimed_checksums, claims_with_trailers, selection, shown, WithChecksums};
+use crate::conditions::{copy_source_conditions, read_conditions, ReadConditions};
 use crate::error::{from_object, invalid_argument};
-use crate::headers::{check_tags, header_fields, object_headers, timestamp, write_condition};
+use crate::headers::{header_fields, object_headers, tag_set, tags_of, timestamp, write_condition};
 use crate::s3::{caller, Gateway};
 
 /// Keys of one DeleteObjects request deleted at once.
@@ -107,8 +107,11 @@ fn plan_read(
             ))
         }
         (Some(r), None) => requested_range(Some(r), size)?,
-        (None, Some(n)) => Some(part_range(record, n)?)
-            .filter(|r| !(r.start == 0 && r.end == size && record.parts_count().is_none())),
+        // A single-PUT object is its own part 1: answered whole, without Content-Range.
+        (None, Some(n)) => {
+            let r = part_range(record, n)?;
+            record.parts_count().is_some().then_some(r)
+        }
         (None, None) => None,
     };
     let (start, end) = r.clone().map_or((0, size), |r| (r.start, r.end));
@@ -140,13 +143,9 @@ macro_rules! object_output {
             metadata: (!record.user_meta.is_empty()).then(|| record.user_meta.clone().into_iter().collect()),
             website_redirect_location: record.website_redirect.clone(),
             checksum_type: (!cs.is_empty()).then(|| record.checksum_type.map(|t| ChecksumType::from(t.as_str().to_string()))).flatten(),
-            checksum_crc32: cs.crc32,
-            checksum_crc32c: cs.crc32c,
-            checksum_crc64nvme: cs.crc64nvme,
-            checksum_sha1: cs.sha1,
-            checksum_sha256: cs.sha256,
             ..Default::default()
         }
+        .with_checksums(cs)
     }};
 }
 
@@ -217,16 +216,13 @@ impl Gateway {
             .put(spec, body, expect, claims)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
-        let cs = out.checksums;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(ETag::Strong(out.etag)),
-            checksum_crc32: cs.crc32,
-            checksum_crc32c: cs.crc32c,
-            checksum_crc64nvme: cs.crc64nvme,
-            checksum_sha1: cs.sha1,
-            checksum_sha256: cs.sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(
+            PutObjectOutput {
+                e_tag: Some(ETag::Strong(out.etag)),
+                ..Default::default()
+            }
+            .with_checksums(out.checksums),
+        ))
     }
 
     /// POST object (browser form upload). s3s has parsed the form, checked the policy's
@@ -272,24 +268,39 @@ impl Gateway {
         }))
     }
 
+    /// What GET and HEAD share: the record, its conditions (304/412), the range to answer.
+    async fn resolve_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        conditions: ReadConditions<'_>,
+        range: Option<&Range>,
+        part_number: Option<i32>,
+    ) -> S3Result<(ObjectRecord, ReadPlan)> {
+        let record = self
+            .objects
+            .head(bucket, key)
+            .await
+            .map_err(|e| from_object(e, bucket))?;
+        conditions.check_read(&record)?;
+        let plan = plan_read(&record, range, part_number)?;
+        Ok((record, plan))
+    }
+
     pub(crate) async fn get_object(
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let record = self
-            .objects
-            .head(&input.bucket, &input.key)
-            .await
-            .map_err(|e| from_object(e, &input.bucket))?;
-        ReadConditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        }
-        .check_read(&record)?;
-        let plan = plan_read(&record, input.range.as_ref(), input.part_number)?;
+        let (record, plan) = self
+            .resolve_read(
+                &input.bucket,
+                &input.key,
+                read_conditions!(input),
+                input.range.as_ref(),
+                input.part_number,
+            )
+            .await?;
         let stream = self.objects.read(&record, plan.start, plan.end);
         let (mut tx, rx) =
             futures::channel::mpsc::channel::<Result<Bytes, baobab::coord::CoordError>>(4);
@@ -325,19 +336,15 @@ impl Gateway {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let record = self
-            .objects
-            .head(&input.bucket, &input.key)
-            .await
-            .map_err(|e| from_object(e, &input.bucket))?;
-        ReadConditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        }
-        .check_read(&record)?;
-        let plan = plan_read(&record, input.range.as_ref(), input.part_number)?;
+        let (record, plan) = self
+            .resolve_read(
+                &input.bucket,
+                &input.key,
+                read_conditions!(input),
+                input.range.as_ref(),
+                input.part_number,
+            )
+            .await?;
         let cs = shown_checksums(input.checksum_mode.as_ref(), &plan, &record);
         let output = object_output!(HeadObjectOutput, &record, cs, &overrides!(input), {
             content_length: Some((plan.end - plan.start) as i64),
@@ -452,16 +459,7 @@ impl Gateway {
         let input = req.input;
         check_key(&input.key)?;
         let (src_bucket, src_key, record) = self
-            .copy_source(
-                &key_id,
-                &input.copy_source,
-                ReadConditions {
-                    if_match: input.copy_source_if_match.as_ref(),
-                    if_none_match: input.copy_source_if_none_match.as_ref(),
-                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
-                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-                },
-            )
+            .copy_source(&key_id, &input.copy_source, copy_source_conditions!(input))
             .await?;
         let replace = input
             .metadata_directive
@@ -514,18 +512,15 @@ impl Gateway {
             .put(spec, body, expect, Checksums::default)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
-        let cs = out.checksums;
         Ok(S3Response::new(CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(ETag::Strong(out.etag)),
-                last_modified: Some(timestamp(out.last_modified_ms)),
-                checksum_crc32: cs.crc32,
-                checksum_crc32c: cs.crc32c,
-                checksum_crc64nvme: cs.crc64nvme,
-                checksum_sha1: cs.sha1,
-                checksum_sha256: cs.sha256,
-                ..Default::default()
-            }),
+            copy_object_result: Some(
+                CopyObjectResult {
+                    e_tag: Some(ETag::Strong(out.etag)),
+                    last_modified: Some(timestamp(out.last_modified_ms)),
+                    ..Default::default()
+                }
+                .with_checksums(out.checksums),
+            ),
             ..Default::default()
         }))
     }
@@ -541,14 +536,7 @@ impl Gateway {
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         Ok(S3Response::new(GetObjectTaggingOutput {
-            tag_set: record
-                .tags
-                .into_iter()
-                .map(|(k, v)| Tag {
-                    key: Some(k),
-                    value: Some(v),
-                })
-                .collect(),
+            tag_set: tag_set(record.tags),
             version_id: None,
         }))
     }
@@ -558,17 +546,7 @@ impl Gateway {
         req: S3Request<PutObjectTaggingInput>,
     ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
         let input = req.input;
-        let mut tags = BTreeMap::new();
-        for t in input.tagging.tag_set {
-            let k = t.key.unwrap_or_default();
-            if tags.insert(k, t.value.unwrap_or_default()).is_some() {
-                return Err(s3_error!(
-                    InvalidTag,
-                    "Cannot provide multiple Tags with the same key"
-                ));
-            }
-        }
-        check_tags(&tags)?;
+        let tags = tags_of(input.tagging.tag_set, MAX_OBJECT_TAGS)?;
         self.objects
             .set_tags(&input.bucket, &input.key, tags)
             .await
@@ -605,18 +583,17 @@ impl Gateway {
                 .any(|a| a.as_str().eq_ignore_ascii_case(name))
         };
         let cs = &record.checksums;
-        let checksum = (wants("Checksum") && !cs.is_empty()).then(|| Checksum {
-            checksum_crc32: cs.crc32.clone(),
-            checksum_crc32c: cs.crc32c.clone(),
-            checksum_crc64nvme: cs.crc64nvme.clone(),
-            checksum_sha1: cs.sha1.clone(),
-            checksum_sha256: cs.sha256.clone(),
-            checksum_type: Some(ChecksumType::from(
-                record
-                    .checksum_type
-                    .map_or("FULL_OBJECT", |t| t.as_str())
-                    .to_string(),
-            )),
+        let checksum = (wants("Checksum") && !cs.is_empty()).then(|| {
+            Checksum {
+                checksum_type: Some(ChecksumType::from(
+                    record
+                        .checksum_type
+                        .map_or("FULL_OBJECT", |t| t.as_str())
+                        .to_string(),
+                )),
+                ..Default::default()
+            }
+            .with_checksums(cs.clone())
         });
         let object_parts = match (&record.data, wants("ObjectParts")) {
             (ObjectData::Parts(parts), true) => {

@@ -225,41 +225,22 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             key_id,
             rights,
         } => {
-            let Some(mut b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
-            };
             if state.get(&access_key_key(key_id))?.is_none() {
                 return Ok((CommandResult::NoSuchAccessKey, vec![]));
             }
-            if rights.any() {
-                b.grants.insert(key_id.clone(), *rights);
-            } else {
-                b.grants.remove(key_id);
-            }
-            Ok((
-                CommandResult::Ok,
-                vec![Op::Put(bucket_key(bucket), encode_value(&b)?)],
-            ))
+            update_bucket(state, bucket, |b| {
+                if rights.any() {
+                    b.grants.insert(key_id.clone(), *rights);
+                } else {
+                    b.grants.remove(key_id);
+                }
+            })
         }
         Command::SetBucketTags { bucket, tags } => {
-            let Some(mut b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
-            };
-            b.tags = tags.clone();
-            Ok((
-                CommandResult::Ok,
-                vec![Op::Put(bucket_key(bucket), encode_value(&b)?)],
-            ))
+            update_bucket(state, bucket, |b| b.tags = tags.clone())
         }
         Command::SetBucketCors { bucket, rules } => {
-            let Some(mut b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
-            };
-            b.cors = rules.clone();
-            Ok((
-                CommandResult::Ok,
-                vec![Op::Put(bucket_key(bucket), encode_value(&b)?)],
-            ))
+            update_bucket(state, bucket, |b| b.cors = rules.clone())
         }
         Command::CreateUpload { .. }
         | Command::PutPart { .. }
@@ -330,6 +311,22 @@ pub fn query(state: &dyn StateRead, q: &Query) -> Result<QueryResult, MetaError>
     }
 }
 
+/// Rewrites a bucket's record with `change`; NoSuchBucket if it does not exist.
+fn update_bucket(
+    state: &dyn StateRead,
+    name: &str,
+    change: impl FnOnce(&mut BucketRecord),
+) -> Result<(CommandResult, Vec<Op>), MetaError> {
+    let Some(mut b) = get_bucket(state, name)? else {
+        return Ok((CommandResult::NoSuchBucket, vec![]));
+    };
+    change(&mut b);
+    Ok((
+        CommandResult::Ok,
+        vec![Op::Put(bucket_key(name), encode_value(&b)?)],
+    ))
+}
+
 /// None if `condition` holds on `current`; the refusal otherwise.
 pub(crate) fn check_condition(
     condition: Option<&WriteCondition>,
@@ -373,8 +370,6 @@ pub(crate) fn scan_prefix<T: DeserializeOwned>(
 
 /// One page of a bucket's listing (see [`ListObjectsQuery`]). `max_keys` is capped at
 /// [`MAX_KEYS_PER_PAGE`]; `max_keys == 0` answers an empty, untruncated page (as S3 does).
-/// After a common prefix the cursor seeks past the whole group: a listing costs O(entries
-/// returned) seeks, not O(keys under the prefix).
 pub fn list_objects(
     state: &dyn StateRead,
     bucket: BucketId,
@@ -386,65 +381,112 @@ pub fn list_objects(
         return Ok(page);
     }
     let base = objects_prefix(bucket);
-    let full_prefix = [base.as_slice(), q.prefix.as_bytes()].concat();
-    let delimiter = q
-        .delimiter
-        .as_deref()
-        .filter(|d| !d.is_empty())
-        .map(str::as_bytes);
     let start_after = q.start_after.as_deref().map(str::as_bytes);
-
-    let mut seek_from = full_prefix.clone();
+    let mut seek_from = [base.as_slice(), q.prefix.as_bytes()].concat();
     if let Some(sa) = start_after {
         let mut after = [base.as_slice(), sa].concat();
         after.push(0);
         seek_from = seek_from.max(after);
     }
+    let truncated = walk_grouped(
+        state,
+        GroupedScan {
+            base: &base,
+            prefix: &q.prefix,
+            delimiter: q.delimiter.as_deref(),
+            seek_from,
+            groups_after: start_after,
+            max: max_keys,
+        },
+        |k| Ok(k),
+        |listed| {
+            match listed {
+                Listed::Group(common) => {
+                    page.next_start_after = Some(common.clone());
+                    page.common_prefixes.push(common);
+                }
+                Listed::Entry { name, value } => {
+                    let key = utf8(name)?;
+                    let record: ObjectRecord = decode_value(value)?;
+                    page.objects.push(ObjectSummary {
+                        key: key.clone(),
+                        size: record.size,
+                        etag: record.etag,
+                        last_modified_ms: record.last_modified_ms,
+                    });
+                    page.next_start_after = Some(key);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    page.is_truncated = truncated;
+    Ok(page)
+}
+
+/// A listing scan: keys under `base ++ prefix` from `seek_from`, whose names (what `name_of`
+/// makes of a key past `base`) are grouped at the first `delimiter` after the prefix into
+/// common prefixes. Groups that sort at or before `groups_after` were listed on an earlier
+/// page. At most `max` entries.
+pub(crate) struct GroupedScan<'a> {
+    pub base: &'a [u8],
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    pub seek_from: Vec<u8>,
+    pub groups_after: Option<&'a [u8]>,
+    pub max: usize,
+}
+
+/// One entry of a [`GroupedScan`]: a common prefix, or a key's name and value.
+pub(crate) enum Listed<'a> {
+    Group(String),
+    Entry { name: &'a [u8], value: &'a [u8] },
+}
+
+/// Runs a [`GroupedScan`], handing each entry to `emit`; returns whether entries remained
+/// (the page is truncated). After a common prefix the cursor seeks past the whole group, so a
+/// listing costs O(entries returned) seeks, not O(keys under the prefix).
+pub(crate) fn walk_grouped(
+    state: &dyn StateRead,
+    scan: GroupedScan<'_>,
+    name_of: fn(&[u8]) -> Result<&[u8], MetaError>,
+    mut emit: impl FnMut(Listed<'_>) -> Result<(), MetaError>,
+) -> Result<bool, MetaError> {
+    let full_prefix = [scan.base, scan.prefix.as_bytes()].concat();
+    let delimiter = scan.delimiter.filter(|d| !d.is_empty()).map(str::as_bytes);
     let mut cursor = state.cursor();
-    cursor.seek(&seek_from);
+    cursor.seek(&scan.seek_from);
     let mut n_entries = 0usize;
     while let Some((k, v)) = cursor.current()? {
         if !k.starts_with(&full_prefix) {
-            break;
+            return Ok(false);
         }
-        let key = &k[base.len()..];
-        let remainder = &key[q.prefix.len()..];
+        let name = name_of(&k[scan.base.len()..])?;
+        let remainder = &name[scan.prefix.len()..];
         if let Some(pos) = delimiter.and_then(|d| find(remainder, d).map(|p| p + d.len())) {
-            let common = &key[..q.prefix.len() + pos];
-            // A group that sorts at or before start_after was returned on an earlier page.
-            if start_after.is_none_or(|sa| common > sa) {
-                if n_entries == max_keys {
-                    page.is_truncated = true;
-                    break;
+            let group_len = scan.prefix.len() + pos;
+            let common = &name[..group_len];
+            if scan.groups_after.is_none_or(|after| common > after) {
+                if n_entries == scan.max {
+                    return Ok(true);
                 }
-                let common = utf8(common)?;
-                page.common_prefixes.push(common.clone());
-                page.next_start_after = Some(common);
+                emit(Listed::Group(utf8(common)?))?;
                 n_entries += 1;
             }
-            match prefix_successor(&k[..base.len() + q.prefix.len() + pos]) {
+            match prefix_successor(&k[..scan.base.len() + group_len]) {
                 Some(next) => cursor.seek(&next),
-                None => break,
+                None => return Ok(false),
             }
             continue;
         }
-        if n_entries == max_keys {
-            page.is_truncated = true;
-            break;
+        if n_entries == scan.max {
+            return Ok(true);
         }
-        let key = utf8(key)?;
-        let record: ObjectRecord = decode_value(v)?;
-        page.objects.push(ObjectSummary {
-            key: key.clone(),
-            size: record.size,
-            etag: record.etag,
-            last_modified_ms: record.last_modified_ms,
-        });
-        page.next_start_after = Some(key);
+        emit(Listed::Entry { name, value: v })?;
         n_entries += 1;
         cursor.next();
     }
-    Ok(page)
+    Ok(false)
 }
 
 pub(crate) fn utf8(bytes: &[u8]) -> Result<String, MetaError> {

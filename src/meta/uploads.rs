@@ -12,12 +12,12 @@
 
 use super::error::MetaError;
 use super::model::{
-    Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData, ObjectRecord, PartRecord,
-    PartRef, PartsPage, Query, QueryResult, UploadRecord, UploadsPage,
+    BucketRecord, Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData,
+    ObjectRecord, PartRecord, PartRef, PartsPage, Query, QueryResult, UploadRecord, UploadsPage,
 };
 use super::state::{
-    check_condition, decode_value, encode_value, find, get_bucket, get_decoded, object_key,
-    prefix_successor, utf8, Op, StateRead,
+    check_condition, decode_value, encode_value, get_bucket, get_decoded, object_key, walk_grouped,
+    GroupedScan, Listed, Op, StateRead,
 };
 use crate::types::{BucketId, MAX_KEYS_PER_PAGE, MAX_PARTS_PER_UPLOAD};
 
@@ -52,6 +52,23 @@ fn all_parts(
     super::state::scan_prefix(state, &parts_prefix(bucket, upload_id))
 }
 
+/// The bucket and the key of an upload in progress, or the refusal (no bucket, no upload).
+fn existing_upload(
+    state: &dyn StateRead,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<Result<(BucketRecord, Vec<u8>), CommandResult>, MetaError> {
+    let Some(b) = get_bucket(state, bucket)? else {
+        return Ok(Err(CommandResult::NoSuchBucket));
+    };
+    let uk = upload_key(b.id, key, upload_id);
+    if state.get(&uk)?.is_none() {
+        return Ok(Err(CommandResult::NoSuchUpload));
+    }
+    Ok(Ok((b, uk)))
+}
+
 pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec<Op>), MetaError> {
     match cmd {
         Command::CreateUpload { bucket, upload } => {
@@ -67,12 +84,10 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             upload_id,
             part,
         } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
+            let (b, _) = match existing_upload(state, bucket, key, upload_id)? {
+                Ok(found) => found,
+                Err(refused) => return Ok((refused, vec![])),
             };
-            if state.get(&upload_key(b.id, key, upload_id))?.is_none() {
-                return Ok((CommandResult::NoSuchUpload, vec![]));
-            }
             let k = part_key(b.id, upload_id, part.number);
             let replaced = get_decoded::<PartRecord>(state, &k)?;
             Ok((
@@ -88,13 +103,10 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             record,
             condition,
         } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
+            let (b, uk) = match existing_upload(state, bucket, key, upload_id)? {
+                Ok(found) => found,
+                Err(refused) => return Ok((refused, vec![])),
             };
-            let uk = upload_key(b.id, key, upload_id);
-            if state.get(&uk)?.is_none() {
-                return Ok((CommandResult::NoSuchUpload, vec![]));
-            }
             let ok = object_key(b.id, key);
             let replaced = get_decoded::<ObjectRecord>(state, &ok)?;
             if let Some(refused) = check_condition(condition.as_ref(), replaced.as_ref()) {
@@ -145,13 +157,10 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             key,
             upload_id,
         } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
+            let (b, uk) = match existing_upload(state, bucket, key, upload_id)? {
+                Ok(found) => found,
+                Err(refused) => return Ok((refused, vec![])),
             };
-            let uk = upload_key(b.id, key, upload_id);
-            if state.get(&uk)?.is_none() {
-                return Ok((CommandResult::NoSuchUpload, vec![]));
-            }
             let parts = all_parts(state, b.id, upload_id)?;
             let mut ops = vec![Op::Delete(uk)];
             ops.extend(
@@ -242,16 +251,11 @@ fn list_uploads(
         return Ok(page);
     }
     let base = uploads_prefix(bucket);
-    let full_prefix = [base.as_slice(), q.prefix.as_bytes()].concat();
-    let delimiter = q
-        .delimiter
-        .as_deref()
-        .filter(|d| !d.is_empty())
-        .map(str::as_bytes);
-    let mut seek_from = full_prefix.clone();
+    let mut seek_from = [base.as_slice(), q.prefix.as_bytes()].concat();
+    let key_marker = q.key_marker.as_deref().filter(|k| !k.is_empty());
     // As S3: with an upload-id-marker, uploads of key-marker after that id; without, keys
     // strictly after key-marker.
-    if let Some(km) = q.key_marker.as_deref().filter(|k| !k.is_empty()) {
+    if let Some(km) = key_marker {
         let after = match q.upload_id_marker.as_deref().filter(|u| !u.is_empty()) {
             Some(uid) => {
                 let mut k = upload_key(bucket, km, uid);
@@ -266,50 +270,41 @@ fn list_uploads(
         };
         seek_from = seek_from.max(after);
     }
-    let key_marker = q.key_marker.as_deref().unwrap_or("");
-    let mut cursor = state.cursor();
-    cursor.seek(&seek_from);
-    let mut n = 0usize;
-    while let Some((k, v)) = cursor.current()? {
-        if !k.starts_with(&full_prefix) {
-            break;
-        }
-        let rest = &k[base.len()..];
-        let Some(nul) = rest.iter().position(|b| *b == 0) else {
-            return Err(MetaError::Codec("upload key without separator".into()));
-        };
-        let key = &rest[..nul];
-        let remainder = &key[q.prefix.len()..];
-        if let Some(pos) = delimiter.and_then(|d| find(remainder, d).map(|p| p + d.len())) {
-            let common = &key[..q.prefix.len() + pos];
-            if common > key_marker.as_bytes() {
-                if n == max {
-                    page.is_truncated = true;
-                    break;
+    let truncated = walk_grouped(
+        state,
+        GroupedScan {
+            base: &base,
+            prefix: &q.prefix,
+            delimiter: q.delimiter.as_deref(),
+            seek_from,
+            groups_after: key_marker.map(str::as_bytes),
+            max,
+        },
+        // An upload's name is its object key, before the `\0` and the upload id.
+        |k| {
+            k.iter()
+                .position(|b| *b == 0)
+                .map(|nul| &k[..nul])
+                .ok_or_else(|| MetaError::Codec("upload key without separator".into()))
+        },
+        |listed| {
+            match listed {
+                Listed::Group(common) => {
+                    page.next_key_marker = Some(common.clone());
+                    page.next_upload_id_marker = None;
+                    page.common_prefixes.push(common);
                 }
-                let common = utf8(common)?;
-                page.next_key_marker = Some(common.clone());
-                page.next_upload_id_marker = None;
-                page.common_prefixes.push(common);
-                n += 1;
+                Listed::Entry { value, .. } => {
+                    let upload: UploadRecord = decode_value(value)?;
+                    page.next_key_marker = Some(upload.key.clone());
+                    page.next_upload_id_marker = Some(upload.upload_id.clone());
+                    page.uploads.push(upload);
+                }
             }
-            match prefix_successor(&k[..base.len() + q.prefix.len() + pos]) {
-                Some(next) => cursor.seek(&next),
-                None => break,
-            }
-            continue;
-        }
-        if n == max {
-            page.is_truncated = true;
-            break;
-        }
-        let upload: UploadRecord = decode_value(v)?;
-        page.next_key_marker = Some(upload.key.clone());
-        page.next_upload_id_marker = Some(upload.upload_id.clone());
-        page.uploads.push(upload);
-        n += 1;
-        cursor.next();
-    }
+            Ok(())
+        },
+    )?;
+    page.is_truncated = truncated;
     Ok(page)
 }
 
