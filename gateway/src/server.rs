@@ -25,9 +25,9 @@ pub const MAX_POST_OBJECT_BYTES: u64 = 32 * 1024 * 1024;
 /// requests get `400 RequestHeaderSectionTooLarge` (AWS's limit is 8 KB; twice that here, so a
 /// client with long presigned or SSE headers is not refused for what AWS would take).
 pub const MAX_HEADER_SECTION_BYTES: usize = 16 * 1024;
-/// Headers per request at most; hyper closes connections past it, so it sits well above what
-/// MAX_HEADER_SECTION_BYTES admits, and such requests get the S3 error instead.
-const MAX_HEADERS: usize = 1024;
+// hyper's own limit of 100 headers stays: raising it moves hyper's header parsing from the
+// stack to a heap buffer per request (measured with 1024: 4 KiB GET A/B 0.88, 0.98 without). More than 100
+// headers still closes the connection without an S3 error body.
 
 /// What the gateway needs to serve.
 pub struct GatewayConfig {
@@ -70,8 +70,7 @@ pub async fn serve_s3(
     };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive(true)
-        .max_headers(MAX_HEADERS);
+        .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
