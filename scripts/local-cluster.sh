@@ -11,7 +11,7 @@
 # S3 listens on 127.0.0.1:P (default 3900), storage node N's RPC on P+N. The binary is
 # $BAOBAB_BIN, else $CARGO_TARGET_DIR/release/baobab (default target ~/.cache/baobab-target),
 # else `baobab` on PATH. Only PIDs recorded under DIR are ever signalled.
-# BAOBAB_RETIRED_DATA_GRACE_SECS, when set, goes into the gateway's [s3] retired_data_grace_secs.
+# BAOBAB_RETIRED_DATA_GRACE_SECS, when set, goes into every process's retired_data_grace_secs.
 set -euo pipefail
 
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -34,11 +34,11 @@ write_config() { # DIR NAME ROLE NODE_ID PORT
         [ "$role" = storage ] && echo "rpc_listen = \"127.0.0.1:$((port + id))\""
         echo "cluster_secret_file = \"$dir/cluster.secret\""
         echo "log_file = \"$dir/$name.log\""
+        if [ -n "${BAOBAB_RETIRED_DATA_GRACE_SECS:-}" ]; then
+            echo "retired_data_grace_secs = $BAOBAB_RETIRED_DATA_GRACE_SECS"
+        fi
         if [ "$role" = gateway ]; then
             printf '[s3]\nlisten = "127.0.0.1:%s"\nregion = "us-east-1"\nroot_domain = "localhost"\n' "$port"
-            if [ -n "${BAOBAB_RETIRED_DATA_GRACE_SECS:-}" ]; then
-                echo "retired_data_grace_secs = $BAOBAB_RETIRED_DATA_GRACE_SECS"
-            fi
         fi
         printf '[erasure]\nk = 2\nm = 1\n'
         local sites=(site-a site-b site-c)

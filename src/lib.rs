@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod meta;
 pub mod object;
 pub mod placement;
+pub mod retire;
 pub mod rpc;
 pub mod shard;
 pub mod types;

@@ -91,6 +91,41 @@ def test_overwrite_and_delete_free_shards(cluster):
         assert not leftover, f"node {n} kept {leftover}"
 
 
+def test_retired_data_is_freed_after_a_restart(cluster):
+    """The data an overwrite unlinks is queued for retirement in the metadata itself: stopping
+    every process within the grace period (a retire timer held in memory would be lost) still
+    frees it after the restart, and only it."""
+    import time
+
+    s3 = cluster.client()
+    s3.create_bucket(Bucket="retire-restart")
+    before = shard_files(cluster)
+    s3.put_object(Bucket="retire-restart", Key="k", Body=random_bytes(4 * MiB))
+    first = shard_files(cluster)
+    v1 = {n: set(first[n]) - set(before[n]) for n in (1, 2, 3)}
+    new = random_bytes(2 * MiB)
+    s3.put_object(Bucket="retire-restart", Key="k", Body=new)
+    second = shard_files(cluster)
+    v2 = {n: set(second[n]) - set(first[n]) for n in (1, 2, 3)}
+    assert all(v1[n] and v2[n] for n in (1, 2, 3))
+    cluster.stop()
+    cluster.start()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        now = shard_files(cluster)
+        if not any(v1[n] & set(now[n]) for n in (1, 2, 3)):
+            break
+        time.sleep(0.3)
+    now = shard_files(cluster)
+    for n in (1, 2, 3):
+        assert not v1[n] & set(now[n]), f"node {n} kept the replaced version's shards"
+        assert v2[n] <= set(now[n]), f"node {n} lost the current version's shards"
+    s3 = cluster.client()
+    assert s3.get_object(Bucket="retire-restart", Key="k")["Body"].read() == new
+    s3.delete_object(Bucket="retire-restart", Key="k")
+    s3.delete_bucket(Bucket="retire-restart")
+
+
 def test_read_in_flight_survives_overwrite_and_delete(cluster):
     """A GET that started before an overwrite and a delete streams the old bytes to the end:
     the replaced version's shards outlive the replacement by the grace period. (Found by

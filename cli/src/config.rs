@@ -48,6 +48,10 @@ pub struct Config {
     pub block_size_bytes: u32,
     /// Every storage node of the cluster; the same list in every process's file.
     pub nodes: Vec<NodeConfig>,
+    /// Seconds the data of a replaced or deleted object stays readable for GETs that started
+    /// before (role storage: the retire worker waits this long; default 60).
+    #[serde(default = "default_retired_data_grace_secs")]
+    pub retired_data_grace_secs: u64,
 }
 
 fn default_block_size() -> u32 {
@@ -64,14 +68,10 @@ pub struct S3Config {
     pub region: String,
     /// Domain for virtual-hosted-style requests (`bucket.<root_domain>`).
     pub root_domain: Option<String>,
-    /// Seconds the data of a replaced or deleted object stays readable for GETs that started
-    /// before (default 60).
-    #[serde(default = "default_retired_data_grace_secs")]
-    pub retired_data_grace_secs: u64,
 }
 
 fn default_retired_data_grace_secs() -> u64 {
-    baobab::coord::DEFAULT_RETIRED_DATA_GRACE.as_secs()
+    baobab::retire::DEFAULT_RETIRED_DATA_GRACE.as_secs()
 }
 
 fn default_region() -> String {

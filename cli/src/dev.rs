@@ -153,6 +153,7 @@ pub async fn run(
             node_id: id,
             data_dir: data_dir.join(format!("node{}", id.0)),
             members: members.clone(),
+            retired_data_grace,
         };
         let t = token.clone();
         nodes.push(
@@ -182,7 +183,7 @@ pub async fn run(
         profile: ErasureProfile { k: 2, m: 1 },
         block_size: DEFAULT_BLOCK_SIZE_BYTES,
     };
-    let coord = Coordinator::new(rpc, view)?.with_retired_data_grace(retired_data_grace);
+    let coord = Coordinator::new(rpc, view)?;
     let t = token.clone();
     let gw_cfg = GatewayConfig {
         region: REGION.to_string(),

@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, default_value_t = 3900)]
         s3_port: u16,
         /// Seconds the data of replaced or deleted objects stays readable for GETs in flight.
-        #[arg(long, default_value_t = baobab::coord::DEFAULT_RETIRED_DATA_GRACE.as_secs())]
+        #[arg(long, default_value_t = baobab::retire::DEFAULT_RETIRED_DATA_GRACE.as_secs())]
         retired_data_grace_secs: u64,
     },
     /// Manage access keys.

@@ -98,6 +98,7 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
             node_id,
             data_dir: cfg.data_dir.clone(),
             members: cfg.members(),
+            retired_data_grace: std::time::Duration::from_secs(cfg.retired_data_grace_secs),
         };
         let t = token.clone();
         storage = Some(
@@ -116,8 +117,7 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("[s3] missing"))?;
         let rpc = RpcClient::new(secret.clone(), cfg.members().into_iter().collect());
         let meta = MetaClient::new(rpc.clone(), cfg.members().keys().copied().collect());
-        let coord = Coordinator::new(rpc, cfg.cluster_view())?
-            .with_retired_data_grace(std::time::Duration::from_secs(s3.retired_data_grace_secs));
+        let coord = Coordinator::new(rpc, cfg.cluster_view())?;
         let listener = tokio::net::TcpListener::bind(&s3.listen).await?;
         tracing::info!(listen = %s3.listen, "gateway role serving S3");
         let t = token.clone();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::codec::Erasure;
 use crate::meta::ObjectData;
 use crate::rpc::{RpcClient, RpcError};
-use crate::shard::shard_path_and_query;
+use crate::shard::delete_shard;
 use crate::types::VersionId;
 
 /// Timeout of one shard read request (to the response head and body).
@@ -26,10 +26,6 @@ pub const SHARD_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 pub const SHARD_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Chunks queued per shard writer: bounds memory per PUT to about this many blocks.
 pub const SHARD_QUEUE_CHUNKS: usize = 8;
-/// Default time the shards of a replaced or deleted object version are kept, so that reads
-/// which started before the replacement (on any gateway) can finish.
-pub const DEFAULT_RETIRED_DATA_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
-
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
     #[error("the cluster has {have} storage nodes, the erasure profile needs {need}")]
@@ -54,7 +50,6 @@ pub struct Coordinator {
     pub(crate) rpc: RpcClient,
     pub(crate) cluster: Arc<ClusterView>,
     pub(crate) erasure: Arc<Erasure>,
-    retired_data_grace: std::time::Duration,
 }
 
 impl Coordinator {
@@ -64,36 +59,13 @@ impl Coordinator {
             rpc,
             cluster: Arc::new(cluster),
             erasure: Arc::new(erasure),
-            retired_data_grace: DEFAULT_RETIRED_DATA_GRACE,
         })
     }
 
-    /// How long the shards of replaced or deleted versions stay readable (see
-    /// [`Coordinator::retire_shards`]).
-    pub fn with_retired_data_grace(mut self, grace: std::time::Duration) -> Self {
-        self.retired_data_grace = grace;
-        self
-    }
-
-    /// Deletes the shards of a version that a committed overwrite or delete unlinked, after the
-    /// grace period: a GET that resolved the old record just before may still be streaming it.
-    /// A gateway that stops within the grace period leaves the shards as garbage.
-    pub fn retire_shards(&self, version: VersionId, data: &ObjectData) {
-        self.delete_shards_after(version, data, self.retired_data_grace);
-    }
-
-    /// Deletes the shards of an object version that was never committed, at once.
+    /// Deletes the shards of an object version that was never committed, at once, in the
+    /// background. Best effort: a shard left behind is garbage, never wrong data. (Data that a
+    /// commit unlinked goes through the state machine's retire queue instead.)
     pub fn delete_shards_in_background(&self, version: VersionId, data: &ObjectData) {
-        self.delete_shards_after(version, data, std::time::Duration::ZERO);
-    }
-
-    /// Best effort, in the background: a shard left behind is garbage, never wrong data.
-    fn delete_shards_after(
-        &self,
-        version: VersionId,
-        data: &ObjectData,
-        delay: std::time::Duration,
-    ) {
         let targets: Vec<_> = data
             .pieces(version)
             .into_iter()
@@ -111,16 +83,8 @@ impl Coordinator {
         }
         let rpc = self.rpc.clone();
         tokio::spawn(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
             for (version, idx, node) in targets {
-                let path = shard_path_and_query(version, idx, None);
-                let body = crate::rpc::full_body(bytes::Bytes::new());
-                if let Err(e) = rpc
-                    .request(node, http::Method::DELETE, &path, body, SHARD_READ_TIMEOUT)
-                    .await
-                {
+                if let Err(e) = delete_shard(&rpc, node, version, idx).await {
                     tracing::warn!(%version, shard = idx, %node, error = %e, "could not delete shard; it stays as garbage");
                 }
             }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::error::MetaError;
-use super::model::{Command, CommandResult, Query, QueryResult};
+use super::model::{Command, CommandResult, Query, QueryResult, RequestId, Write};
 use super::node::{ReadReply, WriteReply, PATH_META_READ, PATH_META_WRITE};
 use crate::rpc::{RpcClient, RpcError};
 use crate::types::NodeId;
@@ -31,6 +31,10 @@ pub struct MetaClient {
     rpc: RpcClient,
     members: Arc<Vec<NodeId>>,
     leader: Arc<AtomicU64>,
+    /// This client's random id and its next write's sequence number: every write carries a
+    /// [`RequestId`], the same on each retry, so the state machine applies it once.
+    client_id: u64,
+    next_seq: Arc<AtomicU64>,
 }
 
 /// A member's answer, common to reads and writes.
@@ -71,12 +75,32 @@ impl MetaClient {
             rpc,
             members: Arc::new(members),
             leader: Arc::new(AtomicU64::new(NO_LEADER)),
+            client_id: rand::random(),
+            next_seq: Arc::new(AtomicU64::new(1)),
         }
     }
 
-    /// Applies a command through the leader. A write that timed out may still have been applied.
+    /// Applies a command through the leader, exactly once however often it is resent (within
+    /// the state machine's dedup window). A write that timed out may still have been applied.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, MetaError> {
-        self.call::<_, WriteReply, _>(PATH_META_WRITE, &cmd).await
+        let write = Write {
+            id: Some(self.next_request_id()),
+            cmd,
+        };
+        self.call::<_, WriteReply, _>(PATH_META_WRITE, &write).await
+    }
+
+    /// Sends `write` as it is (its id included): how a retry looks to the group.
+    pub async fn write_as(&self, write: &Write) -> Result<CommandResult, MetaError> {
+        self.call::<_, WriteReply, _>(PATH_META_WRITE, write).await
+    }
+
+    /// A fresh id for a write of this client.
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId {
+            client: self.client_id,
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// Answers a query linearizably through the leader.

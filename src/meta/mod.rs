@@ -5,12 +5,15 @@
 //! above this module speaks [`model::Command`] / [`model::Query`] through [`MetaClient`], which
 //! will later route by (bucket, index shard) to a partition's group.
 //!
-//! Map: [`model`] (records, commands, queries) → [`state`] (pure apply and listing) →
+//! Map: [`model`] (records, commands, queries) → [`state`] (pure apply and listing, with
+//! [`dedup`] for exactly-once retries and [`garbage`] for the retire queue) →
 //! [`store`] (RocksDB, openraft storage traits) and [`raft`] (types, config, network over our
 //! RPC) → [`node`] (a group member serving RPCs) / [`client`] (leader-following client).
 
 mod client;
+pub mod dedup;
 mod error;
+pub mod garbage;
 pub mod model;
 mod node;
 pub mod raft;

@@ -425,9 +425,64 @@ pub enum Command {
         version: VersionId,
         tags: BTreeMap<String, String>,
     },
-    /// Group commit: commands from concurrent clients in one Raft entry (one log fsync per
-    /// node), applied in order, each seeing the changes of those before it. Never nested.
-    Batch(Vec<Command>),
+    /// The retire worker's progress: forgets the queue entries whose shards are all deleted,
+    /// and puts back those with shards left (under their new `retired_ms`, so they wait one
+    /// more grace), each only if its old entry is still queued (idempotent).
+    RetireProgress {
+        done: Vec<GarbageId>,
+        retry: Vec<(GarbageId, GarbageRecord)>,
+    },
+}
+
+/// Names one client write across its retries: the writing client's random id and the write's
+/// sequence number there. The state machine remembers the result of every write it applied
+/// for [`DEDUP_WINDOW_MS`], and answers a retry with it instead of applying the write again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId {
+    pub client: u64,
+    pub seq: u64,
+}
+
+/// How long the state machine remembers an applied write's result (by the proposing leaders'
+/// clocks). A client retries one write for at most `client::OVERALL_DEADLINE` (15 s); the rest
+/// is margin for clock differences between successive leaders.
+pub const DEDUP_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// One client write as the group commit receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    /// None only for writes that are idempotent by themselves (the retire worker's).
+    pub id: Option<RequestId>,
+    pub cmd: Command,
+}
+
+/// What one Raft log entry carries (the Raft `D` type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proposal {
+    /// Group commit: writes from concurrent clients in one entry (one log fsync per node),
+    /// applied in order, each seeing the changes of those before it. `at_ms` is the proposing
+    /// leader's clock: the state machine's only notion of time (dedup expiry, retire queue).
+    Writes { at_ms: i64, writes: Vec<Write> },
+}
+
+/// The results of one [`Proposal`], one per write, in order (the Raft `R` type).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalResult(pub Vec<CommandResult>);
+
+/// Names one entry of the retire queue: when the data was unlinked and its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GarbageId {
+    pub retired_ms: i64,
+    pub version: VersionId,
+}
+
+/// Erasure-coded data that a committed overwrite, delete, abort or completion unlinked: its
+/// shards are deleted by the retire worker once no GET can still be streaming them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarbageRecord {
+    pub id: GarbageId,
+    /// Where each shard is (None: never written).
+    pub shard_nodes: Vec<Option<NodeId>>,
 }
 
 /// The outcome of applying a [`Command`]. Deterministic in (state, command).
@@ -441,14 +496,10 @@ pub enum CommandResult {
     BucketAlreadyExists,
     NoSuchBucket,
     BucketNotEmpty,
-    /// The object was stored; the record it replaced, if any (its shards are garbage now).
-    ObjectPut {
-        replaced: Option<ObjectRecord>,
-    },
-    /// The object is gone; the record removed, if there was one.
-    ObjectDeleted {
-        removed: Option<ObjectRecord>,
-    },
+    /// The object was stored (the data it replaced is in the retire queue).
+    ObjectPut,
+    /// The object is gone (its data is in the retire queue), or there was none.
+    ObjectDeleted,
     AccessKeyCreated,
     AccessKeyExists,
     NoSuchAccessKey,
@@ -459,22 +510,13 @@ pub enum CommandResult {
     NoSuchUpload,
     /// A part listed in a completion was replaced or removed meanwhile.
     PartsChanged,
-    /// The part was stored; the part it replaced, if any (its shards are garbage now).
-    PartPut {
-        replaced: Option<PartRecord>,
-    },
-    /// The upload became the object; the record it replaced and the uploaded parts that the
-    /// completion left out (both garbage now).
-    UploadCompleted {
-        replaced: Option<ObjectRecord>,
-        unused_parts: Vec<PartRecord>,
-    },
-    /// The upload is gone with its parts.
-    UploadAborted {
-        parts: Vec<PartRecord>,
-    },
-    /// The results of a [`Command::Batch`], one per command, in order.
-    Batch(Vec<CommandResult>),
+    /// The part was stored (a part it replaced is in the retire queue).
+    PartPut,
+    /// The upload became the object (the object it replaced and the parts the completion left
+    /// out are in the retire queue).
+    UploadCompleted,
+    /// The upload is gone (its parts are in the retire queue).
+    UploadAborted,
 }
 
 /// A read, answered linearizably by the leader.

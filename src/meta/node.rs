@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{info, warn};
 
 use super::error::{MetaError, MetaRpcError};
-use super::model::{Command, CommandResult, Query, QueryResult};
+use super::model::{Command, CommandResult, GarbageRecord, Proposal, Query, QueryResult, Write};
 use super::raft::{
     raft_config, AppendReply, NetworkFactory, Raft, RaftNodeId, SnapshotReply, SnapshotRequest,
     VoteReply, PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE,
@@ -73,9 +73,9 @@ pub struct MetaNode {
 }
 
 /// A write waiting for the group-commit loop.
-type PendingWrite = (Command, oneshot::Sender<WriteReply>);
+type PendingWrite = (Write, oneshot::Sender<WriteReply>);
 
-/// Commands in one group commit at most, and their inline data at most (bytes).
+/// Writes in one group commit at most, and their inline data at most (bytes).
 const MAX_BATCH_COMMANDS: usize = 256;
 const MAX_BATCH_INLINE_BYTES: usize = 2 << 20;
 /// Raft entries being committed at once by the group-commit loop: while they are in flight,
@@ -83,8 +83,8 @@ const MAX_BATCH_INLINE_BYTES: usize = 2 << 20;
 const MAX_WRITES_IN_FLIGHT: usize = 2;
 
 /// Group commit. openraft 0.9 turns each `client_write` into its own log append and fsync on
-/// every node, so concurrent writes are gathered here into one [`Command::Batch`] entry:
-/// whatever queued while earlier entries were in flight goes in the next one.
+/// every node, so concurrent writes are gathered here into one [`Proposal`]: whatever queued
+/// while earlier entries were in flight goes in the next one.
 async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
     let in_flight = Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
@@ -105,31 +105,38 @@ async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
         let raft = raft.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if batch.len() == 1 {
-                if let Some((cmd, tx)) = batch.pop() {
-                    let _ = tx.send(write_entry(&raft, cmd).await);
-                }
-                return;
-            }
-            let (cmds, txs): (Vec<Command>, Vec<oneshot::Sender<WriteReply>>) =
+            let (writes, txs): (Vec<Write>, Vec<oneshot::Sender<WriteReply>>) =
                 batch.into_iter().unzip();
-            let n = cmds.len();
-            match write_entry(&raft, Command::Batch(cmds)).await {
-                WriteReply::Ok(CommandResult::Batch(results)) if results.len() == n => {
-                    for (tx, r) in txs.into_iter().zip(results) {
+            let n = writes.len();
+            let proposal = Proposal::Writes {
+                at_ms: now_ms(),
+                writes,
+            };
+            match raft.client_write(proposal).await {
+                Ok(resp) if resp.data.0.len() == n => {
+                    for (tx, r) in txs.into_iter().zip(resp.data.0) {
                         let _ = tx.send(WriteReply::Ok(r));
                     }
                 }
-                WriteReply::Ok(other) => {
+                Ok(resp) => {
                     warn!(
-                        ?other,
-                        "a command batch answered with a result of another shape"
+                        expected = n,
+                        got = resp.data.0.len(),
+                        "a proposal answered with a different number of results"
                     );
                     for tx in txs {
                         let _ = tx.send(WriteReply::Failed("batch result mismatch".into()));
                     }
                 }
-                reply => {
+                Err(e) => {
+                    let reply = match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                            WriteReply::NotLeader {
+                                leader: f.leader_id,
+                            }
+                        }
+                        e => WriteReply::Failed(e.to_string()),
+                    };
                     for tx in txs {
                         let _ = tx.send(reply.clone());
                     }
@@ -139,22 +146,19 @@ async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
     }
 }
 
-fn inline_len(cmd: &Command) -> usize {
-    match cmd {
+fn inline_len(write: &Write) -> usize {
+    match &write.cmd {
         Command::PutObject { record, .. } => record.data.inline_len(),
         Command::PutPart { part, .. } => part.data.inline_len(),
         _ => 0,
     }
 }
 
-async fn write_entry(raft: &Raft, cmd: Command) -> WriteReply {
-    match raft.client_write(cmd).await {
-        Ok(resp) => WriteReply::Ok(resp.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => WriteReply::NotLeader {
-            leader: f.leader_id,
-        },
-        Err(e) => WriteReply::Failed(e.to_string()),
-    }
+/// This machine's clock, unix milliseconds (the leader stamps proposals with it).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl MetaNode {
@@ -252,14 +256,11 @@ impl MetaNode {
         reply.map_err(|e| MetaRpcError::internal(e.to_string()))
     }
 
-    /// Replicates and applies one command if this node leads (group-committed with the
-    /// writes that arrive meanwhile).
-    pub async fn write(&self, cmd: Command) -> WriteReply {
-        if matches!(cmd, Command::Batch(_)) {
-            return WriteReply::Failed("batches are formed by the leader, not sent".into());
-        }
+    /// Replicates and applies one write if this node leads (group-committed with the writes
+    /// that arrive meanwhile). A write whose id was applied before answers that result again.
+    pub async fn write(&self, write: Write) -> WriteReply {
         let (tx, rx) = oneshot::channel();
-        if self.writes.send((cmd, tx)).await.is_err() {
+        if self.writes.send((write, tx)).await.is_err() {
             return WriteReply::Failed("metadata node is shutting down".into());
         }
         rx.await
@@ -302,6 +303,27 @@ impl MetaNode {
     /// The leader this node knows of, if any.
     pub fn current_leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader.map(NodeId)
+    }
+
+    /// Whether this node believes it leads (without a quorum round: for background workers,
+    /// whose writes are refused anyway if it does not).
+    pub fn is_leader(&self) -> bool {
+        self.current_leader() == Some(self.id)
+    }
+
+    /// The oldest retire-queue entries retired at or before `before_ms`, from the local state
+    /// machine (on the leader: everything committed up to its last apply).
+    pub fn due_garbage(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<GarbageRecord>, MetaError> {
+        self.db.due_garbage(before_ms, limit)
+    }
+
+    /// How many entries this replica's retire queue holds.
+    pub fn garbage_queued(&self) -> Result<usize, MetaError> {
+        self.db.garbage_queued()
     }
 
     /// Stops Raft; later RPCs are answered with errors.
@@ -463,9 +485,35 @@ mod tests {
             }
         });
         for r in futures::future::join_all(puts).await {
-            assert_eq!(r.expect("put"), CommandResult::ObjectPut { replaced: None });
+            assert_eq!(r.expect("put"), CommandResult::ObjectPut);
         }
         assert_eq!(list_all(&client).await.len(), 20);
+
+        // A write whose reply was "lost", then a newer write to the same key; the lost one is
+        // resent after the failover below (to the new leader).
+        let v1 = Write {
+            id: Some(client.next_request_id()),
+            cmd: Command::PutObject {
+                bucket: "photos".into(),
+                key: "twice".into(),
+                record: object(1),
+                condition: None,
+            },
+        };
+        assert_eq!(
+            client.write_as(&v1).await.expect("v1"),
+            CommandResult::ObjectPut
+        );
+        let v2 = Command::PutObject {
+            bucket: "photos".into(),
+            key: "twice".into(),
+            record: object(2),
+            condition: None,
+        };
+        assert_eq!(
+            client.write(v2).await.expect("v2"),
+            CommandResult::ObjectPut
+        );
 
         let leader = client.cached_leader().expect("a leader answered");
         let leader_pos = nodes
@@ -486,7 +534,7 @@ mod tests {
         };
         assert_eq!(
             client.write(cmd).await.expect("write after failover"),
-            CommandResult::ObjectPut { replaced: None }
+            CommandResult::ObjectPut
         );
         assert!(
             started.elapsed() < Duration::from_secs(10),
@@ -495,10 +543,27 @@ mod tests {
         );
         let new_leader = client.cached_leader().expect("new leader");
         assert_ne!(new_leader, leader);
+        assert_eq!(
+            client.write_as(&v1).await.expect("v1 resent"),
+            CommandResult::ObjectPut,
+            "the resent write gets its first answer"
+        );
+        let twice = client
+            .read(Query::GetObject {
+                bucket: "photos".into(),
+                key: "twice".into(),
+            })
+            .await
+            .expect("get");
+        assert_eq!(
+            twice,
+            QueryResult::Object(Some(object(2))),
+            "the resent write was not applied again"
+        );
 
         let keys = list_all(&client).await;
-        assert_eq!(keys.len(), 21);
-        assert_eq!(keys.last().map(String::as_str), Some("img/19"));
+        assert_eq!(keys.len(), 22);
+        assert!(keys.iter().any(|k| k == "img/19"));
         let got = client
             .read(Query::GetObject {
                 bucket: "photos".into(),

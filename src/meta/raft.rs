@@ -17,15 +17,15 @@ use openraft::raft::{
 use openraft::{BasicNode, Snapshot, SnapshotMeta, Vote};
 use serde::{Deserialize, Serialize};
 
-use super::model::{Command, CommandResult};
+use super::model::{Proposal, ProposalResult};
 use crate::rpc::{RpcClient, RpcError};
 use crate::types::NodeId;
 
 openraft::declare_raft_types!(
     /// The metadata group's Raft types.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = Proposal,
+        R = ProposalResult,
         NodeId = u64,
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,

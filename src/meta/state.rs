@@ -10,6 +10,8 @@
 //!   one ordered range, so a listing is a range scan.
 //! - `u/<bucket id>/<object key bytes>\0<upload id>` and `p/<bucket id>/<upload id>/<part
 //!   number, 8 hex digits>`: multipart uploads in progress and their parts ([`super::uploads`]).
+//! - `g/…`: the retire queue of unlinked data ([`super::garbage`]).
+//! - `d/…` and `e/…`: results of applied writes, for exactly-once retries ([`super::dedup`]).
 //!
 //! Values are a 1-byte format version followed by MessagePack with named fields.
 
@@ -18,9 +20,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::error::MetaError;
 use super::model::{
     AccessKeyRecord, BucketRecord, Command, CommandResult, ListObjectsPage, ListObjectsQuery,
-    ObjectRecord, ObjectSummary, Query, QueryResult, WriteCondition,
+    ObjectRecord, ObjectSummary, Query, QueryResult, Write, WriteCondition,
 };
-use super::uploads;
+use super::{dedup, garbage, uploads};
 use crate::types::{BucketId, MAX_KEYS_PER_PAGE};
 
 /// The format version byte in front of every stored value.
@@ -120,8 +122,32 @@ pub(crate) fn get_bucket(
     get_decoded(state, &bucket_key(name))
 }
 
-/// Applies one command: its result and the changes to persist. Deterministic in (state, command).
-pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec<Op>), MetaError> {
+/// Applies one client write proposed at `at_ms`: a write whose id was applied before gets that
+/// result again and changes nothing. Deterministic in (state, at_ms, write).
+pub fn apply_write(
+    state: &dyn StateRead,
+    at_ms: i64,
+    write: &Write,
+) -> Result<(CommandResult, Vec<Op>), MetaError> {
+    if let Some(id) = write.id {
+        if let Some(result) = dedup::lookup(state, id)? {
+            return Ok((result, vec![]));
+        }
+    }
+    let (result, mut ops) = apply(state, at_ms, &write.cmd)?;
+    if let Some(id) = write.id {
+        ops.extend(dedup::remember_ops(at_ms, id, &result)?);
+    }
+    Ok((result, ops))
+}
+
+/// Applies one command at `at_ms`: its result and the changes to persist. Data the command
+/// unlinks goes into the retire queue. Deterministic in (state, at_ms, command).
+pub fn apply(
+    state: &dyn StateRead,
+    at_ms: i64,
+    cmd: &Command,
+) -> Result<(CommandResult, Vec<Op>), MetaError> {
     match cmd {
         Command::CreateBucket {
             name,
@@ -180,10 +206,11 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             if let Some(refused) = check_condition(condition.as_ref(), replaced.as_ref()) {
                 return Ok((refused, vec![]));
             }
-            Ok((
-                CommandResult::ObjectPut { replaced },
-                vec![Op::Put(k, encode_value(record)?)],
-            ))
+            let mut ops = vec![Op::Put(k, encode_value(record)?)];
+            if let Some(old) = replaced.filter(|old| old.version != record.version) {
+                ops.extend(garbage::retire_ops(at_ms, old.version, &old.data)?);
+            }
+            Ok((CommandResult::ObjectPut, ops))
         }
         Command::SetObjectTags {
             bucket,
@@ -245,19 +272,18 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
         Command::CreateUpload { .. }
         | Command::PutPart { .. }
         | Command::CompleteUpload { .. }
-        | Command::AbortUpload { .. } => uploads::apply(state, cmd),
+        | Command::AbortUpload { .. } => uploads::apply(state, at_ms, cmd),
         Command::DeleteObject { bucket, key } => {
             let Some(b) = get_bucket(state, bucket)? else {
                 return Ok((CommandResult::NoSuchBucket, vec![]));
             };
             let k = object_key(b.id, key);
-            let removed = get_decoded::<ObjectRecord>(state, &k)?;
-            let ops = if removed.is_some() {
-                vec![Op::Delete(k)]
-            } else {
-                vec![]
-            };
-            Ok((CommandResult::ObjectDeleted { removed }, ops))
+            let mut ops = Vec::new();
+            if let Some(old) = get_decoded::<ObjectRecord>(state, &k)? {
+                ops.push(Op::Delete(k));
+                ops.extend(garbage::retire_ops(at_ms, old.version, &old.data)?);
+            }
+            Ok((CommandResult::ObjectDeleted, ops))
         }
         Command::CreateAccessKey { record } => {
             let k = access_key_key(&record.key_id);
@@ -269,10 +295,9 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
                 vec![Op::Put(k, encode_value(record)?)],
             ))
         }
-        // The store applies a batch command by command (each must see the writes of the one
-        // before); reaching here means a nested batch, which no writer produces.
-        Command::Batch(_) => Err(MetaError::Codec(
-            "a command batch cannot be applied as one command".into(),
+        Command::RetireProgress { done, retry } => Ok((
+            CommandResult::Ok,
+            garbage::progress_ops(state, done, retry)?,
         )),
     }
 }
@@ -522,8 +547,21 @@ pub(crate) mod mem {
             }
         }
 
+        /// Applies `cmd` at time 1000 ms.
         pub fn run(&mut self, cmd: &Command) -> CommandResult {
-            let (result, ops) = apply(self, cmd).expect("apply over memory cannot fail");
+            self.run_at(1000, cmd)
+        }
+
+        pub fn run_at(&mut self, at_ms: i64, cmd: &Command) -> CommandResult {
+            let (result, ops) = apply(self, at_ms, cmd).expect("apply over memory cannot fail");
+            self.apply_ops(ops);
+            result
+        }
+
+        /// Applies a client write (with its dedup check) at `at_ms`.
+        pub fn write_at(&mut self, at_ms: i64, write: &Write) -> CommandResult {
+            let (result, ops) =
+                apply_write(self, at_ms, write).expect("apply over memory cannot fail");
             self.apply_ops(ops);
             result
         }

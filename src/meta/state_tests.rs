@@ -2,6 +2,7 @@
 
 use super::mem::MemState;
 use super::*;
+use crate::meta::model::{RequestId, DEDUP_WINDOW_MS};
 
 fn record(size: u64) -> ObjectRecord {
     ObjectRecord::for_tests(size as u128, size, format!("etag{size}"), vec![1, 2, 3])
@@ -32,10 +33,7 @@ fn state_with(keys: &[&str]) -> MemState {
         CommandResult::BucketCreated
     );
     for k in keys {
-        assert!(matches!(
-            s.run(&put("b", k)),
-            CommandResult::ObjectPut { replaced: None }
-        ));
+        assert!(matches!(s.run(&put("b", k)), CommandResult::ObjectPut));
     }
     s
 }
@@ -247,7 +245,7 @@ fn listing_is_scoped_to_the_bucket() {
     assert_eq!(s.run(&other), CommandResult::BucketCreated);
     assert!(matches!(
         s.run(&put("c", "k2")),
-        CommandResult::ObjectPut { .. }
+        CommandResult::ObjectPut
     ));
     assert_eq!(names(&list(&s, "", None, None, 10)).0, vec!["k1"]);
     let q = ListObjectsQuery {
@@ -282,10 +280,7 @@ fn apply_bucket_lifecycle() {
         s.run(&create_bucket("b", "bob")),
         CommandResult::BucketAlreadyExists
     );
-    assert_eq!(
-        s.run(&put("b", "k")),
-        CommandResult::ObjectPut { replaced: None }
-    );
+    assert_eq!(s.run(&put("b", "k")), CommandResult::ObjectPut);
     assert_eq!(
         s.run(&Command::DeleteBucket { name: "b".into() }),
         CommandResult::BucketNotEmpty
@@ -295,9 +290,7 @@ fn apply_bucket_lifecycle() {
             bucket: "b".into(),
             key: "k".into()
         }),
-        CommandResult::ObjectDeleted {
-            removed: Some(record(1))
-        }
+        CommandResult::ObjectDeleted
     );
     assert_eq!(
         s.run(&Command::DeleteBucket { name: "b".into() }),
@@ -330,24 +323,16 @@ fn apply_objects() {
             bucket: "b".into(),
             key: "k".into()
         }),
-        CommandResult::ObjectDeleted { removed: None }
+        CommandResult::ObjectDeleted
     );
-    assert_eq!(
-        s.run(&put("b", "k")),
-        CommandResult::ObjectPut { replaced: None }
-    );
+    assert_eq!(s.run(&put("b", "k")), CommandResult::ObjectPut);
     let second = Command::PutObject {
         bucket: "b".into(),
         key: "k".into(),
         record: record(9),
         condition: None,
     };
-    assert_eq!(
-        s.run(&second),
-        CommandResult::ObjectPut {
-            replaced: Some(record(1))
-        }
-    );
+    assert_eq!(s.run(&second), CommandResult::ObjectPut);
     let got = query(
         &s,
         &Query::GetObject {
@@ -445,7 +430,7 @@ fn corrupt_value_is_an_error_not_a_panic() {
         Err(MetaError::Codec(_))
     ));
     assert!(matches!(
-        apply(&s, &put("b", "x")),
+        apply(&s, 1000, &put("b", "x")),
         Err(MetaError::Codec(_))
     ));
 }
@@ -553,7 +538,7 @@ fn conditional_puts_and_tags() {
     );
     assert!(matches!(
         s.run(&put(1, Some(WriteCondition::IfNoneMatchAny))),
-        CommandResult::ObjectPut { .. }
+        CommandResult::ObjectPut
     ));
     assert_eq!(
         s.run(&put(2, Some(WriteCondition::IfNoneMatchAny))),
@@ -565,7 +550,7 @@ fn conditional_puts_and_tags() {
     );
     assert!(matches!(
         s.run(&put(2, Some(WriteCondition::IfMatch("e1".into())))),
-        CommandResult::ObjectPut { .. }
+        CommandResult::ObjectPut
     ));
     let tags: std::collections::BTreeMap<String, String> =
         [("a".to_string(), "1".to_string())].into();
@@ -604,4 +589,60 @@ fn conditional_puts_and_tags() {
     });
     let b = bucket_record(&s, "b");
     assert_eq!((b.tags.len(), b.cors.len()), (1, 1));
+}
+
+/// A resent write (same request id) gets its first result again and changes nothing: a
+/// retried `PutObject` after a newer one does not point the key back at the older record,
+/// and a retried `CreateBucket` that succeeded still says so.
+#[test]
+fn a_write_with_a_seen_id_is_answered_from_memory() {
+    let mut s = MemState::default();
+    let id = |seq| Some(RequestId { client: 3, seq });
+    let create = Write {
+        id: id(1),
+        cmd: create_bucket("b", "alice"),
+    };
+    assert_eq!(s.write_at(1000, &create), CommandResult::BucketCreated);
+    assert_eq!(s.write_at(1100, &create), CommandResult::BucketCreated);
+    let v1 = Write {
+        id: id(2),
+        cmd: put("b", "k"),
+    };
+    let mut newer = record(7);
+    newer.version = crate::types::VersionId(77);
+    let v2 = Write {
+        id: id(3),
+        cmd: Command::PutObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            record: newer.clone(),
+            condition: None,
+        },
+    };
+    assert_eq!(s.write_at(2000, &v1), CommandResult::ObjectPut);
+    assert_eq!(s.write_at(2001, &v2), CommandResult::ObjectPut);
+    assert_eq!(s.write_at(2002, &v1), CommandResult::ObjectPut);
+    let got = query(
+        &s,
+        &Query::GetObject {
+            bucket: "b".into(),
+            key: "k".into(),
+        },
+    )
+    .expect("q");
+    assert_eq!(got, QueryResult::Object(Some(newer)));
+    // A refused write is remembered as refused.
+    let again = Write {
+        id: id(4),
+        cmd: create_bucket("b", "bob"),
+    };
+    assert_eq!(s.write_at(3000, &again), CommandResult::BucketAlreadyExists);
+    assert_eq!(s.write_at(3001, &again), CommandResult::BucketAlreadyExists);
+    // Expiry: past the window, the expiry pass forgets them all.
+    let ops = crate::meta::dedup::expire_ops(&s, 3001 + DEDUP_WINDOW_MS + 1).expect("expire");
+    s.apply_ops(ops);
+    assert!(!s
+        .0
+        .keys()
+        .any(|k| k.starts_with(b"d/") || k.starts_with(b"e/")));
 }

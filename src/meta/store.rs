@@ -38,8 +38,11 @@ use rocksdb::{
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use super::dedup;
 use super::error::MetaError;
-use super::model::{Command, CommandResult, Query, QueryResult};
+use super::model::{
+    CommandResult, GarbageRecord, Proposal, ProposalResult, Query, QueryResult, Write,
+};
 use super::raft::{Entry, LogId, RaftNodeId, StorageError, StoredMembership, TypeConfig};
 use super::state::{self, decode_value, encode_value, KvCursor, KvEntry, Op, StateRead};
 
@@ -138,6 +141,20 @@ impl MetaDb {
     /// Answers a query from the local state machine (the caller ensures linearizability).
     pub fn query(&self, q: &Query) -> Result<QueryResult, MetaError> {
         state::query(&DbState { db: self }, q)
+    }
+
+    /// The oldest retire-queue entries retired at or before `before_ms` (local state).
+    pub fn due_garbage(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<GarbageRecord>, MetaError> {
+        super::garbage::due(&DbState { db: self }, before_ms, limit)
+    }
+
+    /// How many entries the retire queue holds (local state).
+    pub fn garbage_queued(&self) -> Result<usize, MetaError> {
+        super::garbage::queued(&DbState { db: self })
     }
 }
 
@@ -379,13 +396,8 @@ impl StateMachineStore {
         Ok(())
     }
 
-    /// Applies one command to the current state and stages its changes in `batch`.
-    fn stage_command(
-        &self,
-        batch: &mut WriteBatch,
-        cmd: &Command,
-    ) -> Result<CommandResult, MetaError> {
-        let (result, ops) = state::apply(&DbState { db: &self.db }, cmd)?;
+    /// Stages `ops` in `batch`.
+    fn stage(&self, batch: &mut WriteBatch, ops: Vec<Op>) {
         let cf = self.db.cf(CF_SM_DATA);
         for op in ops {
             match op {
@@ -393,14 +405,18 @@ impl StateMachineStore {
                 Op::Delete(k) => batch.delete_cf(cf, k),
             }
         }
-        Ok(result)
     }
 
-    /// Applies a batch entry one command at a time: each command's changes are written (not
-    /// synced) before the next reads the state, together with how many commands are done, so
-    /// replaying the entry after a crash skips them instead of applying them twice. The final
-    /// write moves `last_applied`.
-    fn apply_batch(&self, log_id: LogId, cmds: Vec<Command>) -> Result<CommandResult, MetaError> {
+    /// Applies a proposal one write at a time: each write's changes are written (not synced)
+    /// before the next reads the state, together with how many writes are done, so replaying
+    /// the entry after a crash skips them instead of applying them twice. The final write
+    /// expires old dedup records and moves `last_applied`.
+    fn apply_writes(
+        &self,
+        log_id: LogId,
+        at_ms: i64,
+        writes: Vec<Write>,
+    ) -> Result<ProposalResult, MetaError> {
         let done = match self
             .db
             .get_meta::<(LogId, u64)>(CF_SM_META, KEY_BATCH_PROGRESS)?
@@ -408,36 +424,43 @@ impl StateMachineStore {
             Some((id, n)) if id == log_id => n as usize,
             _ => 0,
         };
-        let mut results = Vec::with_capacity(cmds.len());
-        for (j, cmd) in cmds.iter().enumerate() {
+        let state = DbState { db: &self.db };
+        let mut results = Vec::with_capacity(writes.len());
+        for (j, write) in writes.iter().enumerate() {
             if j < done {
-                // Applied before a restart; its result went nowhere then and goes nowhere now.
-                results.push(CommandResult::Ok);
+                // Applied before a restart: its remembered result, if it had an id.
+                let seen = match write.id {
+                    Some(id) => dedup::lookup(&state, id)?,
+                    None => None,
+                };
+                results.push(seen.unwrap_or(CommandResult::Ok));
                 continue;
             }
+            let (result, ops) = state::apply_write(&state, at_ms, write)?;
             let mut batch = WriteBatch::default();
-            results.push(self.stage_command(&mut batch, cmd)?);
+            self.stage(&mut batch, ops);
             batch.put_cf(
                 self.db.cf(CF_SM_META),
                 KEY_BATCH_PROGRESS,
                 encode_value(&(log_id, (j + 1) as u64))?,
             );
             self.db.write(batch, false)?;
+            results.push(result);
         }
         let mut batch = WriteBatch::default();
+        self.stage(&mut batch, dedup::expire_ops(&state, at_ms)?);
         self.put_applied(&mut batch, &log_id)?;
         self.db.write(batch, false)?;
-        Ok(CommandResult::Batch(results))
+        Ok(ProposalResult(results))
     }
 
-    fn apply_one(&self, entry: Entry) -> Result<CommandResult, MetaError> {
+    fn apply_one(&self, entry: Entry) -> Result<ProposalResult, MetaError> {
         let mut batch = WriteBatch::default();
-        let result = match entry.payload {
-            EntryPayload::Blank => CommandResult::Ok,
-            EntryPayload::Normal(Command::Batch(cmds)) => {
-                return self.apply_batch(entry.log_id, cmds);
+        match entry.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Normal(Proposal::Writes { at_ms, writes }) => {
+                return self.apply_writes(entry.log_id, at_ms, writes);
             }
-            EntryPayload::Normal(cmd) => self.stage_command(&mut batch, &cmd)?,
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m);
                 batch.put_cf(
@@ -445,12 +468,11 @@ impl StateMachineStore {
                     KEY_LAST_MEMBERSHIP,
                     encode_value(&stored)?,
                 );
-                CommandResult::Ok
             }
-        };
+        }
         self.put_applied(&mut batch, &entry.log_id)?;
         self.db.write(batch, false)?;
-        Ok(result)
+        Ok(ProposalResult::default())
     }
 
     /// Serializes the whole state at one RocksDB snapshot.
@@ -554,7 +576,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((last_applied, membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResult>, StorageError>
     where
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
@@ -609,10 +631,25 @@ mod tests {
     }
 
     fn entry(term: u64, index: u64, cmd: Command) -> Entry {
+        batch_entry(term, index, vec![cmd])
+    }
+
+    fn batch_entry(term: u64, index: u64, cmds: Vec<Command>) -> Entry {
         Entry {
             log_id: log_id(term, index),
-            payload: EntryPayload::Normal(cmd),
+            payload: EntryPayload::Normal(Proposal::Writes {
+                at_ms: 1000,
+                writes: cmds
+                    .into_iter()
+                    .map(|cmd| Write { id: None, cmd })
+                    .collect(),
+            }),
         }
+    }
+
+    /// Every result of `results`, flattened.
+    fn flat(results: Vec<ProposalResult>) -> Vec<CommandResult> {
+        results.into_iter().flat_map(|r| r.0).collect()
     }
 
     fn bucket(name: &str) -> Command {
@@ -677,11 +714,10 @@ mod tests {
             entry(1, 2, bucket("x")),
             entry(1, 3, bucket("x")),
         ];
-        let results = sm.apply(entries).await.expect("apply");
+        let results = flat(sm.apply(entries).await.expect("apply"));
         assert_eq!(
             results,
             vec![
-                CommandResult::Ok,
                 CommandResult::BucketCreated,
                 CommandResult::BucketAlreadyOwnedByYou
             ]
@@ -731,24 +767,29 @@ mod tests {
     }
 
     fn put(key: &str, version: u128) -> Command {
+        let mut record =
+            crate::meta::model::ObjectRecord::for_tests(version, 1, "e".into(), vec![]);
+        record.data = crate::meta::model::ObjectData::Sharded {
+            k: 1,
+            m: 0,
+            block_size: 1024,
+            shard_nodes: vec![Some(crate::types::NodeId(1))],
+        };
         Command::PutObject {
             bucket: "b".into(),
             key: key.into(),
-            record: crate::meta::model::ObjectRecord::for_tests(
-                version,
-                1,
-                "e".into(),
-                vec![version as u8],
-            ),
+            record,
             condition: None,
         }
     }
 
-    fn replaced_version(r: &CommandResult) -> Option<u128> {
-        match r {
-            CommandResult::ObjectPut { replaced } => replaced.as_ref().map(|o| o.version.0),
-            other => panic!("not a put result: {other:?}"),
-        }
+    /// The versions in the retire queue, oldest first.
+    fn queued(db: &MetaDb) -> Vec<u128> {
+        db.due_garbage(i64::MAX, 100)
+            .expect("due")
+            .iter()
+            .map(|g| g.id.version.0)
+            .collect()
     }
 
     /// Commands of a batch see the changes of those before them, and a batch half applied
@@ -758,18 +799,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = MetaDb::open(dir.path()).expect("open");
         let mut sm = StateMachineStore::new(db.clone());
-        let batch = Command::Batch(vec![bucket("b"), put("k", 1), put("k", 2)]);
-        let results = sm.apply(vec![entry(1, 1, batch)]).await.expect("apply");
-        let [CommandResult::Batch(r)] = results.as_slice() else {
-            panic!("one batch result expected: {results:?}")
-        };
-        assert_eq!(r[0], CommandResult::BucketCreated);
-        assert_eq!(replaced_version(&r[1]), None);
+        let batch = batch_entry(1, 1, vec![bucket("b"), put("k", 1), put("k", 2)]);
+        let r = flat(sm.apply(vec![batch]).await.expect("apply"));
         assert_eq!(
-            replaced_version(&r[2]),
-            Some(1),
-            "the second put sees the first"
+            r,
+            vec![
+                CommandResult::BucketCreated,
+                CommandResult::ObjectPut,
+                CommandResult::ObjectPut
+            ]
         );
+        assert_eq!(queued(&db), vec![1], "the second put replaced the first");
         assert_eq!(
             sm.applied_state().await.expect("applied").0,
             Some(log_id(1, 1))
@@ -786,23 +826,83 @@ mod tests {
         db.write(w, true).expect("write");
         // The replay skips the first two commands (they change nothing now): k is still
         // version 2 when the third command replaces it.
-        let replay = Command::Batch(vec![put("k", 3), put("x", 4), put("k", 5)]);
-        let results = sm.apply(vec![entry(1, 2, replay)]).await.expect("apply");
-        let [CommandResult::Batch(r)] = results.as_slice() else {
-            panic!("one batch result expected")
-        };
+        let replay = batch_entry(1, 2, vec![put("k", 3), put("x", 4), put("k", 5)]);
+        let r = flat(sm.apply(vec![replay]).await.expect("apply"));
         assert_eq!(r[0], CommandResult::Ok, "skipped: applied before the crash");
         assert_eq!(r[1], CommandResult::Ok);
-        assert_eq!(replaced_version(&r[2]), Some(2));
+        assert_eq!(r[2], CommandResult::ObjectPut);
+        assert_eq!(
+            queued(&db),
+            vec![1, 2],
+            "version 2 replaced, 3 never applied"
+        );
         assert_eq!(
             sm.applied_state().await.expect("applied").0,
             Some(log_id(1, 2))
         );
-        // A nested batch is refused.
-        assert!(state::apply(
+    }
+
+    /// A write resent with the same id (a client retry after a lost reply) is answered with
+    /// the first result and changes nothing, even after a newer write to the same key: the
+    /// older data never comes back and the newer is never retired.
+    #[tokio::test]
+    async fn a_retried_write_is_applied_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = MetaDb::open(dir.path()).expect("open");
+        let mut sm = StateMachineStore::new(db.clone());
+        let id = |seq| Some(crate::meta::model::RequestId { client: 7, seq });
+        let entry_of = |index, at_ms, writes: Vec<Write>| Entry {
+            log_id: log_id(1, index),
+            payload: EntryPayload::Normal(Proposal::Writes { at_ms, writes }),
+        };
+        let v1 = Write {
+            id: id(1),
+            cmd: put("k", 1),
+        };
+        let v2 = Write {
+            id: id(2),
+            cmd: put("k", 2),
+        };
+        sm.apply(vec![
+            entry_of(
+                1,
+                1000,
+                vec![
+                    Write {
+                        id: None,
+                        cmd: bucket("b"),
+                    },
+                    v1.clone(),
+                ],
+            ),
+            entry_of(2, 2000, vec![v2]),
+            // The retry of v1 (its first reply was lost), after v2.
+            entry_of(3, 3000, vec![v1.clone()]),
+        ])
+        .await
+        .expect("apply");
+        let QueryResult::Object(Some(o)) = db
+            .query(&Query::GetObject {
+                bucket: "b".into(),
+                key: "k".into(),
+            })
+            .expect("q")
+        else {
+            panic!("no object")
+        };
+        assert_eq!(o.version.0, 2, "the retry did not bring version 1 back");
+        assert_eq!(queued(&db), vec![1], "only version 1 is retired");
+
+        // Past the dedup window the record expires (and the same id would apply again).
+        let late = crate::meta::model::DEDUP_WINDOW_MS + 10_000;
+        sm.apply(vec![entry_of(4, late, vec![])])
+            .await
+            .expect("apply");
+        assert!(dedup::lookup(
             &DbState { db: &db },
-            &Command::Batch(vec![Command::Batch(vec![])])
+            crate::meta::model::RequestId { client: 7, seq: 1 }
         )
-        .is_err());
+        .expect("lookup")
+        .is_none());
     }
 }

@@ -11,6 +11,7 @@
 //!   in number order.
 
 use super::error::MetaError;
+use super::garbage::retire_ops;
 use super::model::{
     BucketRecord, Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData,
     ObjectRecord, PartRecord, PartRef, PartsPage, Query, QueryResult, UploadRecord, UploadsPage,
@@ -69,7 +70,11 @@ fn existing_upload(
     Ok(Ok((b, uk)))
 }
 
-pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec<Op>), MetaError> {
+pub fn apply(
+    state: &dyn StateRead,
+    at_ms: i64,
+    cmd: &Command,
+) -> Result<(CommandResult, Vec<Op>), MetaError> {
     match cmd {
         Command::CreateUpload { bucket, upload } => {
             let Some(b) = get_bucket(state, bucket)? else {
@@ -90,10 +95,11 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             };
             let k = part_key(b.id, upload_id, part.number);
             let replaced = get_decoded::<PartRecord>(state, &k)?;
-            Ok((
-                CommandResult::PartPut { replaced },
-                vec![Op::Put(k, encode_value(part)?)],
-            ))
+            let mut ops = vec![Op::Put(k, encode_value(part)?)];
+            if let Some(old) = replaced.filter(|old| old.version != part.version) {
+                ops.extend(retire_ops(at_ms, old.version, &old.data)?);
+            }
+            Ok((CommandResult::PartPut, ops))
         }
         Command::CompleteUpload {
             bucket,
@@ -133,24 +139,23 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
                     .collect(),
             );
             record.size = used.iter().map(|p| p.size).sum();
-            let unused_parts: Vec<PartRecord> = stored
-                .iter()
-                .filter(|p| !parts.iter().any(|(n, _)| *n == p.number))
-                .cloned()
-                .collect();
             let mut ops = vec![Op::Delete(uk), Op::Put(ok, encode_value(&record)?)];
             ops.extend(
                 stored
                     .iter()
                     .map(|p| Op::Delete(part_key(b.id, upload_id, p.number))),
             );
-            Ok((
-                CommandResult::UploadCompleted {
-                    replaced,
-                    unused_parts,
-                },
-                ops,
-            ))
+            // The parts the completion left out, and the object it replaces, are garbage.
+            for p in stored
+                .iter()
+                .filter(|p| !parts.iter().any(|(n, _)| *n == p.number))
+            {
+                ops.extend(retire_ops(at_ms, p.version, &p.data)?);
+            }
+            if let Some(old) = replaced {
+                ops.extend(retire_ops(at_ms, old.version, &old.data)?);
+            }
+            Ok((CommandResult::UploadCompleted, ops))
         }
         Command::AbortUpload {
             bucket,
@@ -163,12 +168,11 @@ pub fn apply(state: &dyn StateRead, cmd: &Command) -> Result<(CommandResult, Vec
             };
             let parts = all_parts(state, b.id, upload_id)?;
             let mut ops = vec![Op::Delete(uk)];
-            ops.extend(
-                parts
-                    .iter()
-                    .map(|p| Op::Delete(part_key(b.id, upload_id, p.number))),
-            );
-            Ok((CommandResult::UploadAborted { parts }, ops))
+            for p in &parts {
+                ops.push(Op::Delete(part_key(b.id, upload_id, p.number)));
+                ops.extend(retire_ops(at_ms, p.version, &p.data)?);
+            }
+            Ok((CommandResult::UploadAborted, ops))
         }
         _ => Err(MetaError::Codec(
             "not a multipart upload command".to_string(),
@@ -315,7 +319,7 @@ mod tests {
     use super::*;
     use crate::meta::model::{ObjectHeaders, WriteCondition};
     use crate::meta::state::mem::MemState;
-    use crate::types::VersionId;
+    use crate::types::{NodeId, VersionId};
 
     fn setup() -> MemState {
         let mut s = MemState::default();
@@ -355,9 +359,27 @@ mod tests {
                 etag: format!("e{version}"),
                 last_modified_ms: 1,
                 checksums: Default::default(),
-                data: ObjectData::Inline(vec![number as u8; 10]),
+                data: sharded(),
             },
         }
+    }
+
+    fn sharded() -> ObjectData {
+        ObjectData::Sharded {
+            k: 2,
+            m: 1,
+            block_size: 1024,
+            shard_nodes: vec![Some(NodeId(1)), Some(NodeId(2)), None],
+        }
+    }
+
+    /// The versions in the retire queue, oldest first.
+    fn garbage_versions(s: &MemState) -> Vec<u128> {
+        crate::meta::garbage::due(s, i64::MAX, 1000)
+            .expect("due")
+            .iter()
+            .map(|g| g.id.version.0)
+            .collect()
     }
 
     fn complete(
@@ -382,29 +404,27 @@ mod tests {
         s.run(&upload("k", "u1"));
         s.run(&part("k", "u1", 1, 11));
         s.run(&part("k", "u1", 2, 12));
-        let r = s.run(&part("k", "u1", 2, 22));
-        assert!(
-            matches!(r, CommandResult::PartPut { replaced: Some(p) } if p.version == VersionId(12))
+        assert_eq!(s.run(&part("k", "u1", 2, 22)), CommandResult::PartPut);
+        assert_eq!(
+            garbage_versions(&s),
+            vec![12],
+            "the replaced part is queued"
         );
+        // The same part again (a resent write without an id) queues nothing.
+        assert_eq!(s.run(&part("k", "u1", 2, 22)), CommandResult::PartPut);
+        assert_eq!(garbage_versions(&s), vec![12]);
         s.run(&part("k", "u1", 3, 13));
         // Part 2 was replaced by version 22: a completion listing version 12 is refused.
         assert_eq!(
             s.run(&complete("k", "u1", &[(1, 11), (2, 12)], None)),
             CommandResult::PartsChanged
         );
-        let r = s.run(&complete("k", "u1", &[(1, 11), (2, 22)], None));
-        let CommandResult::UploadCompleted {
-            replaced,
-            unused_parts,
-        } = r
-        else {
-            panic!("{r:?}")
-        };
-        assert!(replaced.is_none());
         assert_eq!(
-            unused_parts.iter().map(|p| p.number).collect::<Vec<_>>(),
-            vec![3]
+            s.run(&complete("k", "u1", &[(1, 11), (2, 22)], None)),
+            CommandResult::UploadCompleted
         );
+        // Part 3 was left out: queued with the commit.
+        assert_eq!(garbage_versions(&s), vec![12, 13]);
         let QueryResult::Object(Some(o)) = crate::meta::state::query(
             &s,
             &Query::GetObject {
@@ -442,7 +462,7 @@ mod tests {
                 &[(1, 11)],
                 Some(WriteCondition::IfNoneMatchAny)
             )),
-            CommandResult::UploadCompleted { .. }
+            CommandResult::UploadCompleted
         ));
         assert_eq!(
             s.run(&complete(
@@ -458,7 +478,12 @@ mod tests {
             key: "k".into(),
             upload_id: "u2".into(),
         });
-        assert!(matches!(r, CommandResult::UploadAborted { parts } if parts.len() == 1));
+        assert_eq!(r, CommandResult::UploadAborted);
+        assert_eq!(
+            garbage_versions(&s),
+            vec![21],
+            "the aborted upload's part is queued"
+        );
         assert_eq!(s.run(&part("k", "u2", 2, 22)), CommandResult::NoSuchUpload);
         assert!(!s
             .0

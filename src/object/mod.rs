@@ -1,7 +1,7 @@
 //! The object service: every S3 operation that stores object data goes through one write
 //! protocol here — stream the body through MD5 and the requested checksums into the
 //! coordinator (erasure-coded shards, write quorum), verify what the client claimed, commit the
-//! record through Raft, then free what the commit made garbage. Single PUT, UploadPart,
+//! record through Raft, which queues what the commit unlinked for the retire worker. Single PUT, UploadPart,
 //! CopyObject, UploadPartCopy and CompleteMultipartUpload all use it; the gateway only turns S3
 //! requests into these calls and [`ObjectError`]s into S3 errors.
 //!
@@ -92,8 +92,8 @@ impl ObjectService {
             .read(record.version, &record.data, record.size, start, end)
     }
 
-    /// Deletes one object; its data is freed after the retire grace. Deleting a missing key
-    /// succeeds (as S3).
+    /// Deletes one object; the retire worker frees its data after the grace. Deleting a
+    /// missing key succeeds (as S3).
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
         match self
             .write_meta(Command::DeleteObject {
@@ -102,12 +102,7 @@ impl ObjectService {
             })
             .await?
         {
-            CommandResult::ObjectDeleted { removed } => {
-                if let Some(old) = removed {
-                    self.coord.retire_shards(old.version, &old.data);
-                }
-                Ok(())
-            }
+            CommandResult::ObjectDeleted => Ok(()),
             CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
             _ => Err(ObjectError::Unexpected("DeleteObject")),
         }

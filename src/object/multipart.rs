@@ -1,6 +1,7 @@
 //! Multipart uploads: parts are written (erasure-coded) as they arrive, through the same write
 //! protocol as a single PUT; completion is a metadata commit that makes the listed parts one
-//! object — never a copy of the data. Replaced, left-out and aborted parts are freed.
+//! object — never a copy of the data. Replaced, left-out and aborted parts go into the retire
+//! queue with the commit that unlinks them.
 
 use bytes::Bytes;
 use futures::Stream;
@@ -184,19 +185,12 @@ impl ObjectService {
             })
             .await?
         {
-            CommandResult::PartPut { replaced } => {
-                if let Some(old) = replaced {
-                    // No reader can hold a part of an upload in progress: free it now.
-                    self.coord
-                        .delete_shards_in_background(old.version, &old.data);
-                }
-                Ok(PartWritten {
-                    etag: w.md5_hex,
-                    size: w.size,
-                    checksums: w.checksums,
-                    last_modified_ms,
-                })
-            }
+            CommandResult::PartPut => Ok(PartWritten {
+                etag: w.md5_hex,
+                size: w.size,
+                checksums: w.checksums,
+                last_modified_ms,
+            }),
             CommandResult::NoSuchUpload => refused(ObjectError::NoSuchUpload),
             CommandResult::NoSuchBucket => refused(ObjectError::NoSuchBucket),
             _ => Err(ObjectError::Unexpected("PutPart")),
@@ -339,23 +333,12 @@ impl ObjectService {
             })
             .await?;
         match answer {
-            CommandResult::UploadCompleted {
-                replaced,
-                unused_parts,
-            } => {
-                if let Some(old) = replaced {
-                    self.coord.retire_shards(old.version, &old.data);
-                }
-                for p in unused_parts {
-                    self.coord.delete_shards_in_background(p.version, &p.data);
-                }
-                Ok(Completed {
-                    etag,
-                    size,
-                    checksums,
-                    checksum_type: upload.checksum_type,
-                })
-            }
+            CommandResult::UploadCompleted => Ok(Completed {
+                etag,
+                size,
+                checksums,
+                checksum_type: upload.checksum_type,
+            }),
             CommandResult::PartsChanged => Err(ObjectError::InvalidPart {
                 number: used.first().map_or(0, |p| p.number),
             }),
@@ -377,12 +360,7 @@ impl ObjectService {
             })
             .await?
         {
-            CommandResult::UploadAborted { parts } => {
-                for p in parts {
-                    self.coord.delete_shards_in_background(p.version, &p.data);
-                }
-                Ok(())
-            }
+            CommandResult::UploadAborted => Ok(()),
             CommandResult::NoSuchUpload => Err(ObjectError::NoSuchUpload),
             CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
             _ => Err(ObjectError::Unexpected("AbortUpload")),

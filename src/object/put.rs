@@ -1,6 +1,7 @@
 //! The write protocol shared by every operation that stores bytes: stream → hash (MD5 and the
 //! requested checksums, each byte once) → erasure-coded shards at the write quorum → verify
-//! the client's claims → (the caller) commit the record → free what it replaced.
+//! the client's claims → (the caller) commit the record (the state machine queues what it
+//! replaced for the retire worker).
 
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -197,8 +198,8 @@ impl ObjectService {
         Ok(outcome)
     }
 
-    /// Commits a record whose data is written; frees the data it replaced, or its own data
-    /// when the commit was definitely refused.
+    /// Commits a record whose data is written (the state machine queues the data it replaced
+    /// for retirement); frees its own data when the commit was definitely refused.
     pub(crate) async fn commit_object(
         &self,
         bucket: &str,
@@ -220,12 +221,7 @@ impl ObjectService {
             })
             .await?;
         match committed {
-            CommandResult::ObjectPut { replaced } => {
-                if let Some(old) = replaced.filter(|old| old.version != version) {
-                    self.coord.retire_shards(old.version, &old.data);
-                }
-                Ok(())
-            }
+            CommandResult::ObjectPut => Ok(()),
             CommandResult::NoSuchBucket => refused(ObjectError::NoSuchBucket),
             CommandResult::PreconditionFailed => refused(ObjectError::PreconditionFailed),
             CommandResult::NoSuchKey => refused(ObjectError::NoSuchKey),

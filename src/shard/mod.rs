@@ -9,7 +9,7 @@
 mod rpc;
 mod writer;
 
-pub use rpc::{shard_path_and_query, ShardRpc};
+pub use rpc::{delete_shard, shard_path_and_query, ShardRpc};
 
 use std::path::{Path, PathBuf};
 

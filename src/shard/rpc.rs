@@ -7,8 +7,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::{ShardError, ShardStore};
-use crate::rpc::{full_body, status_response, RpcResponse};
-use crate::types::VersionId;
+use crate::rpc::{full_body, status_response, RpcClient, RpcError, RpcResponse};
+use crate::types::{NodeId, VersionId};
 
 /// Largest range one shard GET may ask for.
 pub const MAX_SHARD_READ_BYTES: u64 = 256 * 1024 * 1024;
@@ -23,6 +23,28 @@ pub fn shard_path_and_query(
             format!("/v1/shard/{version}/{shard_index}?offset={offset}&len={len}")
         }
         None => format!("/v1/shard/{version}/{shard_index}"),
+    }
+}
+
+/// Timeout of one shard delete.
+pub const SHARD_DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Deletes one shard on `node` (a missing shard counts as deleted).
+pub async fn delete_shard(
+    rpc: &RpcClient,
+    node: NodeId,
+    version: VersionId,
+    shard_index: u8,
+) -> Result<(), RpcError> {
+    let path = shard_path_and_query(version, shard_index, None);
+    let body = full_body(bytes::Bytes::new());
+    match rpc
+        .request(node, Method::DELETE, &path, body, SHARD_DELETE_TIMEOUT)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(RpcError::Status { status: 404, .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

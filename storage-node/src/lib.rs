@@ -23,6 +23,8 @@ pub struct StorageNodeConfig {
     pub data_dir: PathBuf,
     /// Every storage node's RPC address, this one included.
     pub members: BTreeMap<NodeId, String>,
+    /// How long unlinked data stays readable before the retire worker deletes it.
+    pub retired_data_grace: std::time::Duration,
 }
 
 /// What `/v1/node/status` answers.
@@ -92,6 +94,7 @@ impl RpcHandler for Handler {
 pub struct StorageNode {
     pub meta: Arc<MetaNode>,
     server: tokio::task::JoinHandle<()>,
+    retire: tokio::task::JoinHandle<()>,
 }
 
 impl StorageNode {
@@ -123,16 +126,26 @@ impl StorageNode {
                 dir: cfg.data_dir.join("meta"),
                 members: cfg.members.clone(),
             },
-            rpc,
+            rpc.clone(),
         )
         .await?;
         let _ = handler.meta.set(meta.clone());
+        let retire = tokio::spawn(baobab::retire::run(
+            meta.clone(),
+            rpc,
+            cfg.retired_data_grace,
+        ));
         tracing::info!(node = %cfg.node_id, "storage node started");
-        Ok(StorageNode { meta, server })
+        Ok(StorageNode {
+            meta,
+            server,
+            retire,
+        })
     }
 
     /// Stops serving and shuts the Raft replica down.
     pub async fn stop(self) {
+        self.retire.abort();
         self.meta.shutdown().await;
         self.server.abort();
     }

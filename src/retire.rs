@@ -1,0 +1,116 @@
+//! The retire worker: frees the shards of data that committed commands unlinked (overwritten
+//! and deleted objects, replaced, left-out and aborted parts). The state machine queues that
+//! data durably with the commit ([`crate::meta::garbage`]); this worker, running on every
+//! storage node but acting only on the metadata leader, deletes each queued entry's shards
+//! once the grace period has passed (so a GET that resolved the old record just before can
+//! finish), then reports its progress through Raft. Restarts and leader changes lose nothing:
+//! the new leader picks the queue up where it stands, and deleting a deleted shard is a no-op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tracing::{debug, info, warn};
+
+use crate::meta::{Command, GarbageId, GarbageRecord, MetaNode, Write, WriteReply};
+use crate::rpc::RpcClient;
+use crate::shard::delete_shard;
+
+/// Default time the shards of a replaced or deleted object version are kept, so that reads
+/// which started before the replacement (on any gateway) can finish.
+pub const DEFAULT_RETIRED_DATA_GRACE: Duration = Duration::from_secs(60);
+/// How often the worker looks at the queue.
+pub const RETIRE_INTERVAL: Duration = Duration::from_millis(500);
+/// Queue entries handled per round at most.
+const ENTRIES_PER_ROUND: usize = 128;
+
+/// Runs until the task is dropped or aborted.
+pub async fn run(meta: Arc<MetaNode>, rpc: RpcClient, grace: Duration) {
+    let mut ticker = tokio::time::interval(RETIRE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if !meta.is_leader() {
+            continue;
+        }
+        match round(&meta, &rpc, grace).await {
+            Ok(0) => {}
+            Ok(n) => debug!(entries = n, "retired data freed"),
+            Err(e) => warn!(error = %e, "retire round failed; retrying"),
+        }
+    }
+}
+
+/// One round: frees what is due, reports it; the number of entries handled.
+async fn round(meta: &MetaNode, rpc: &RpcClient, grace: Duration) -> Result<usize, String> {
+    let now = now_ms();
+    let before = now.saturating_sub(grace.as_millis() as i64);
+    let due = meta
+        .due_garbage(before, ENTRIES_PER_ROUND)
+        .map_err(|e| e.to_string())?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let outcomes = join_all(due.iter().map(|r| free(rpc, r))).await;
+    let mut done = Vec::new();
+    let mut retry = Vec::new();
+    for (record, left) in due.iter().zip(outcomes) {
+        if left.iter().all(Option::is_none) {
+            done.push(record.id);
+        } else {
+            // Some nodes could not be reached: try those again after another grace.
+            retry.push((
+                record.id,
+                GarbageRecord {
+                    id: GarbageId {
+                        retired_ms: now,
+                        version: record.id.version,
+                    },
+                    shard_nodes: left,
+                },
+            ));
+        }
+    }
+    let n = done.len() + retry.len();
+    if !retry.is_empty() {
+        info!(
+            entries = retry.len(),
+            "some retired shards could not be deleted; retrying later"
+        );
+    }
+    let write = Write {
+        id: None,
+        cmd: Command::RetireProgress { done, retry },
+    };
+    match meta.write(write).await {
+        WriteReply::Ok(_) => Ok(n),
+        WriteReply::NotLeader { .. } => Ok(0),
+        WriteReply::Failed(e) => Err(e),
+    }
+}
+
+/// Deletes every shard of `record`; the shards that are left (by index).
+async fn free(rpc: &RpcClient, record: &GarbageRecord) -> Vec<Option<crate::types::NodeId>> {
+    let version = record.id.version;
+    let attempts = record
+        .shard_nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| async move {
+            let node = (*node)?;
+            match delete_shard(rpc, node, version, i as u8).await {
+                Ok(()) => None,
+                Err(e) => {
+                    debug!(%version, shard = i, %node, error = %e, "retired shard not deleted yet");
+                    Some(node)
+                }
+            }
+        });
+    join_all(attempts).await
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
