@@ -44,6 +44,24 @@ pub async fn sync_dir(dir: &Path) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?
 }
 
+/// Makes sure `dir` exists, durably: a directory this call creates is fsynced into its parent,
+/// so files renamed into it later are not lost with it in a crash.
+pub async fn ensure_dir_durable(dir: &Path) -> std::io::Result<()> {
+    match tokio::fs::metadata(dir).await {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a directory",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    tokio::fs::create_dir_all(dir).await?;
+    sync_dir(dir.parent().unwrap_or(Path::new("."))).await
+}
+
 /// Deletes `*.tmp` files under `dir` (one level of subdirectories), left by a crash mid-write.
 pub fn remove_stale_temp_files(dir: &Path) -> std::io::Result<usize> {
     let mut removed = 0;

@@ -72,7 +72,7 @@ impl ShardStore {
     {
         let path = self.path(version, shard_index);
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
+            fsutil::ensure_dir_durable(dir).await?;
         }
         let tmp = fsutil::temp_path(&path);
         let result = async {
