@@ -2,7 +2,9 @@
 //! before any request body is read): every request is signed by a known key, and the key holds
 //! the right the operation needs on its bucket — read, write or owner — or, for CreateBucket,
 //! the create-bucket right. CopyObject and UploadPartCopy also need read on the source bucket,
-//! checked by the operation with [`Access::require`].
+//! checked by the operation with [`Access::require`]. POST object, served before s3s
+//! (`post.rs`), needs write, checked there with [`Access::require`] once the form's signature
+//! holds and before its file is read.
 //!
 //! Bucket records are cached for [`BUCKET_CACHE_TTL`]; a missing bucket is never cached, so a
 //! bucket created on another gateway is usable at once.
@@ -77,8 +79,7 @@ pub fn need_of(op: &str) -> Need {
         | "CopyObject"
         | "PutObjectTagging"
         | "DeleteObjectTagging"
-        | "PutObjectAcl"
-        | "PostObject" => Need::Write,
+        | "PutObjectAcl" => Need::Write,
         _ => Need::Owner,
     }
 }

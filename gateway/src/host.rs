@@ -3,6 +3,7 @@
 //! would read an IP host as a bucket name, which breaks path-style requests to `127.0.0.1`.
 
 use s3s::host::{S3Host, VirtualHost};
+use s3s::path::S3Path;
 use s3s::S3Result;
 
 pub struct RootDomain {
@@ -45,6 +46,47 @@ pub fn request_bucket<B>(req: &http::Request<B>, root_domain: Option<&str>) -> O
     (!first.is_empty()).then(|| first.to_string())
 }
 
+/// Where a request points, as s3s will route it: the bucket from the Host header under
+/// `root_domain` (virtual-hosted style) or the first segment of the percent-decoded path. None
+/// where s3s would refuse the path (bad escapes, an invalid bucket name).
+pub fn s3_path<B>(req: &http::Request<B>, root_domain: Option<&str>) -> Option<S3Path> {
+    let path = percent_decode_path(req.uri().path())?;
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let vh_bucket = root_domain.zip(host.as_deref()).and_then(|(domain, host)| {
+        bucket_of(&domain.trim_matches('.').to_ascii_lowercase(), host).map(str::to_string)
+    });
+    match vh_bucket {
+        Some(bucket) => s3s::path::parse_virtual_hosted_style(Some(&bucket), &path).ok(),
+        None => s3s::path::parse_path_style(&path).ok(),
+    }
+}
+
+/// `%XX` escapes decoded; None for a bad escape or a result that is not UTF-8 (s3s answers
+/// those InvalidURI). `+` stays itself in a path.
+fn percent_decode_path(path: &str) -> Option<String> {
+    if !path.contains('%') {
+        return Some(path.to_string());
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 impl S3Host for RootDomain {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
         let lower = host.to_ascii_lowercase();
@@ -72,6 +114,48 @@ mod tests {
         ];
         for (host, want) in cases {
             assert_eq!(bucket_of("localhost", host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn paths() {
+        let req = |host: &str, path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .header(http::header::HOST, host)
+                .body(())
+                .expect("valid request")
+        };
+        let cases = [
+            ("127.0.0.1:3900", "/photos", Some(S3Path::bucket("photos"))),
+            ("127.0.0.1:3900", "/photos/", Some(S3Path::bucket("photos"))),
+            (
+                "127.0.0.1:3900",
+                "/%70hotos",
+                Some(S3Path::bucket("photos")),
+            ),
+            (
+                "127.0.0.1:3900",
+                "/photos/a/b",
+                Some(S3Path::object("photos", "a/b")),
+            ),
+            ("127.0.0.1:3900", "/", Some(S3Path::root())),
+            ("photos.localhost:3900", "/", Some(S3Path::bucket("photos"))),
+            (
+                "photos.localhost:3900",
+                "/k",
+                Some(S3Path::object("photos", "k")),
+            ),
+            ("localhost:3900", "/photos", Some(S3Path::bucket("photos"))),
+            ("127.0.0.1:3900", "/%zz", None),
+            ("127.0.0.1:3900", "/Bad_Bucket", None),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(
+                s3_path(&req(host, path), Some("localhost")),
+                want,
+                "{host}{path}"
+            );
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Map: `server` (listener, request ids) → s3s → `access` (rights, before the operation) →
 //! `s3` (dispatch) → `buckets` / `objects` / `multipart` / `listing` → `baobab::object`.
-//! `error` maps every internal error to its S3 code.
+//! `error` maps every internal error to its S3 code. POST object (browser form uploads) skips
+//! s3s: `server` → `post` (form stream, signature, policy) → `access` → `baobab::object`.
 
 mod access;
 mod auth;
@@ -18,6 +19,7 @@ mod host;
 mod listing;
 mod multipart;
 mod objects;
+mod post;
 mod s3;
 mod server;
 

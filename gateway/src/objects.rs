@@ -225,49 +225,6 @@ impl Gateway {
         ))
     }
 
-    /// POST object (browser form upload). s3s has parsed the form, checked the policy's
-    /// expiry and size range and its signature, and holds the file in memory — bounded by
-    /// [`crate::server::MAX_POST_OBJECT_BYTES`] — before this runs.
-    pub(crate) async fn post_object(
-        &self,
-        req: S3Request<PostObjectInput>,
-    ) -> S3Result<S3Response<PostObjectOutput>> {
-        check_key(&req.input.key)?;
-        let claimed = claimed_checksums!(req.input);
-        let algorithm = req
-            .input
-            .checksum_algorithm
-            .as_ref()
-            .map(|a| a.as_str().to_string());
-        let sel = selection(&claimed, algorithm.as_deref(), &req.headers)?;
-        let mut input = req.input;
-        let Some(body) = input.body.take() else {
-            return Err(s3_error!(IncompleteBody));
-        };
-        let spec = WriteSpec {
-            bucket: input.bucket.clone(),
-            key: input.key.clone(),
-            headers: object_headers(header_fields!(input))?,
-            condition: write_condition(input.if_none_match.as_ref(), input.if_match.as_ref())?,
-        };
-        let expect = DataExpectations {
-            content_length: None,
-            content_md5: input.content_md5.clone(),
-            checksums: sel,
-            max_size: crate::server::MAX_POST_OBJECT_BYTES,
-        };
-        let out = self
-            .objects
-            .put(spec, body, expect, move || claimed)
-            .await
-            .map_err(|e| from_object(e, &input.bucket))?;
-        Ok(S3Response::new(PostObjectOutput {
-            e_tag: Some(ETag::Strong(out.etag)),
-            size: Some(out.size as i64),
-            ..Default::default()
-        }))
-    }
-
     /// What GET and HEAD share: the record, its conditions (304/412), the range to answer.
     async fn resolve_read(
         &self,

@@ -59,7 +59,6 @@ dispatch! {
     delete_bucket_tagging(DeleteBucketTaggingInput, DeleteBucketTaggingOutput);
     get_bucket_ownership_controls(GetBucketOwnershipControlsInput, GetBucketOwnershipControlsOutput);
     put_object(PutObjectInput, PutObjectOutput);
-    post_object(PostObjectInput, PostObjectOutput);
     get_object(GetObjectInput, GetObjectOutput);
     head_object(HeadObjectInput, HeadObjectOutput);
     delete_object(DeleteObjectInput, DeleteObjectOutput);

@@ -1,5 +1,6 @@
 //! The S3 listener: hyper HTTP/1.1 and HTTP/2 connections into the s3s service, with graceful
-//! shutdown.
+//! shutdown. POST object (browser form uploads) goes to `post.rs` instead of s3s, which would
+//! hold the file in memory.
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,12 +15,8 @@ use tracing::Instrument;
 
 use crate::access::{Access, AccessRule};
 use crate::auth::{KeyStore, SharedKeyStore};
+use crate::post::PostObjects;
 use crate::s3::Gateway;
-
-/// The largest file a browser-form POST upload may carry. s3s reads the whole file into memory
-/// before the handler runs (to check the policy's content-length-range), so this bounds the
-/// memory one POST can take; larger uploads use PUT or multipart.
-pub const MAX_POST_OBJECT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The request header section S3 accepts, in bytes (names, values and separators). Larger
 /// requests get `400 RequestHeaderSectionTooLarge` (AWS's limit is 8 KB; twice that here, so a
@@ -49,8 +46,14 @@ pub async fn serve_s3(
 ) -> anyhow::Result<()> {
     let keys = KeyStore::new(meta.clone(), cfg.secrets_key.clone());
     let access = Access::new(meta.clone(), keys.clone());
+    let objects = ObjectService::new(meta, coord);
+    let post = std::sync::Arc::new(PostObjects {
+        objects: objects.clone(),
+        access: access.clone(),
+        keys: keys.clone(),
+    });
     let gateway = Gateway {
-        objects: ObjectService::new(meta, coord),
+        objects,
         access: access.clone(),
         region: cfg.region.clone(),
     };
@@ -59,7 +62,13 @@ pub async fn serve_s3(
         b.set_auth(SharedKeyStore(keys));
         b.set_access(AccessRule(access.clone()));
         let mut config = s3s::config::S3Config::default();
-        config.post_object_max_file_size = MAX_POST_OBJECT_BYTES;
+        // s3s never serves a POST object (the listener sends them to `post.rs`), but it still
+        // parses the fields of other multipart/form-data POSTs before refusing them: bound those
+        // as ours are, and let it hold no file, should one ever reach it.
+        config.post_object_max_file_size = 0;
+        config.form_max_field_size = crate::post::MAX_FORM_FIELD_BYTES;
+        config.form_max_fields_size = crate::post::MAX_FORM_FIELDS_BYTES;
+        config.form_max_parts = crate::post::MAX_FORM_FIELDS + 1;
         b.set_config(std::sync::Arc::new(s3s::config::StaticConfigProvider::new(
             std::sync::Arc::new(config),
         )));
@@ -88,11 +97,14 @@ pub async fn serve_s3(
         let _ = socket.set_nodelay(true);
         let service = service.clone();
         let access = access.clone();
+        let post = post.clone();
         let root_domain = cfg.root_domain.clone();
         let traced = hyper::service::service_fn(
             move |req: http::Request<hyper::body::Incoming>| {
                 let service = service.clone();
                 let access = access.clone();
+                let post = post.clone();
+                let post_bucket = crate::post::post_object_bucket(&req, root_domain.as_deref());
                 // Cross-origin requests: the bucket and origin, for the CORS rules.
                 let origin = req
                     .headers()
@@ -107,7 +119,6 @@ pub async fn serve_s3(
                 let span = tracing::info_span!("s3", request_id = %request_id, method = %req.method(), path = %req.uri().path());
                 let close_after = expects_continue_without_body(&req);
                 let is_head = req.method() == http::Method::HEAD;
-                let is_post = req.method() == http::Method::POST;
                 let mut req = req;
                 amz_date_from_date_header(req.headers_mut());
                 async move {
@@ -123,7 +134,10 @@ pub async fn serve_s3(
                         }
                         return Ok(resp);
                     }
-                    let mut resp = hyper::service::Service::call(&service, req).await?;
+                    let mut resp = match &post_bucket {
+                        Some(bucket) => post.serve(bucket, req).await,
+                        None => hyper::service::Service::call(&service, req).await?,
+                    };
                     if let (Some(origin), Some(bucket)) = (&origin, &cors_bucket) {
                         crate::cors::decorate(&access, bucket, origin, method.as_str(), &mut resp)
                             .await;
@@ -146,9 +160,6 @@ pub async fn serve_s3(
                         resp.headers_mut().insert("x-amz-request-id", v);
                     }
                     if resp.status().is_client_error() || resp.status().is_server_error() {
-                        if is_post {
-                            policy_violation_is_access_denied(&mut resp);
-                        }
                         add_request_id_to_error_body(&mut resp, &request_id);
                     }
                     tracing::debug!(
@@ -220,36 +231,6 @@ fn header_section_too_large(request_id: &str) -> http::Response<s3s::Body> {
         h.insert("x-amz-request-id", v);
     }
     resp
-}
-
-/// A POST whose form breaks a condition of its policy is `403 AccessDenied` ("Invalid
-/// according to Policy") in AWS; s3s answers `400 InvalidPolicyDocument`, which AWS keeps for a
-/// policy that cannot be parsed.
-fn policy_violation_is_access_denied(resp: &mut http::Response<s3s::Body>) {
-    let Some(body) = resp.body().bytes() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return;
-    };
-    if !text.contains("<Code>InvalidPolicyDocument</Code>") || !text.contains("condition") {
-        return;
-    }
-    let new = text
-        .replace(
-            "<Code>InvalidPolicyDocument</Code>",
-            "<Code>AccessDenied</Code>",
-        )
-        .replace(
-            "<Message>Policy condition",
-            "<Message>Invalid according to Policy: Policy Condition failed:",
-        );
-    let len = new.len();
-    *resp.body_mut() = s3s::Body::from(new);
-    *resp.status_mut() = http::StatusCode::FORBIDDEN;
-    if let Ok(v) = http::HeaderValue::from_str(&len.to_string()) {
-        resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
-    }
 }
 
 /// S3 error bodies carry `<RequestId>`, equal to the `x-amz-request-id` header. s3s renders
