@@ -130,12 +130,16 @@ class Cluster:
         return []
 
     def unexpected_errors(self):
+        """ERROR lines no test allowed, and every panic (never allowed: nothing may panic on
+        input from the network, a disk or a config file)."""
         bad = []
         for f in self.log_files():
             if not Path(f).exists():
                 continue
             for line in Path(f).read_text(errors="replace").splitlines():
-                if " ERROR " in line and not any(p.search(line) for p in self.allowed_errors):
+                if "panicked at" in line:
+                    bad.append(f"{Path(f).name}: {line}")
+                elif " ERROR " in line and not any(p.search(line) for p in self.allowed_errors):
                     bad.append(f"{Path(f).name}: {line}")
         return bad
 

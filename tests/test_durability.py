@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from conftest import MiB, LocalCluster, check_logs, free_port_block, random_bytes
 
 # A node killed mid-request makes the others log failed RPCs; those are expected here.
-EXPECTED_ERRORS = [r"data path", r"object read failed", r"shard", r"metadata"]
+EXPECTED_ERRORS = []
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,7 @@ def test_leader_kill_during_puts(cluster):
                       aws_secret_access_key=cluster.secret, region_name="us-east-1",
                       config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
                                     connect_timeout=5, read_timeout=30))
-    try:
-        s3.create_bucket(Bucket="leader")
-    except ClientError:
-        pass
+    s3.create_bucket(Bucket="leader")
     leader = wait_for_leader(cluster)
     acked, failed = {}, []
     stop_at = time.time() + 14
@@ -89,21 +86,41 @@ def test_leader_kill_during_puts(cluster):
                 s3.put_object(Bucket="leader", Key=key, Body=data)
                 acked[key] = data
             except (ClientError, BotoCoreError) as e:
-                failed.append((key, str(e)[:200]))
+                failed.append((key, data, str(e)[:200]))
             i += 1
 
     t = threading.Thread(target=writer)
     t.start()
     time.sleep(2)
     cluster.kill(leader)
+    killed_at = time.time()
+    new_leader = None
+    while time.time() < killed_at + 20:
+        current = cluster.status().get("leader")
+        if current and current != leader:
+            new_leader = current
+            break
+        time.sleep(0.2)
+    assert new_leader, f"no new leader within 20 s of killing node {leader}"
+    elected_in = time.time() - killed_at
     t.join(timeout=120)
     assert not t.is_alive()
     cluster.restart(leader)
-    new_leader = wait_for_leader(cluster)
-    assert len(acked) > 20, (len(acked), failed[:5])
+    wait_for_leader(cluster)
+    assert len(acked) > 20, (len(acked), [(k, e) for k, _, e in failed[:5]])
     for key, data in acked.items():
         assert s3.get_object(Bucket="leader", Key=key)["Body"].read() == data, key
-    print(f"leader {leader} killed; new leader {new_leader}; {len(acked)} acknowledged, {len(failed)} failed")
+    # A PUT that failed may or may not have committed (its answer can be lost), but it is never
+    # half there: absent, or exactly the bytes sent.
+    for key, data, _ in failed:
+        try:
+            got = s3.get_object(Bucket="leader", Key=key)["Body"].read()
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "NoSuchKey", (key, e)
+            continue
+        assert got == data, f"{key}: a failed PUT is visible with other bytes"
+    print(f"leader {leader} killed; new leader {new_leader} after {elected_in:.1f} s; "
+          f"{len(acked)} acknowledged, {len(failed)} failed")
 
 
 def test_gateway_restart_loses_nothing(cluster):

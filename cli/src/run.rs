@@ -18,12 +18,16 @@ use crate::config::{Config, Role};
 /// Logs go to stderr, or to `log_file` when set. `RUST_LOG` overrides the default `info`.
 pub fn init_logging(log_file: Option<&Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // openraft logs every unreachable peer at ERROR, and s3s every rejected client request
+        // openraft logs every unreachable peer (and every call into a stopped Raft) at ERROR, so
+        // only its storage failures stay on; its fatal errors are logged by `MetaNode` from the
+        // Raft metrics, and shown by `baobab status`. s3s logs every rejected client request
         // (bad signature, malformed XML, bad bucket name) at ERROR: both are expected events,
         // not failures of ours. Our code logs what matters (leader changes, degraded writes, data
         // path errors); `RUST_LOG=s3s=debug` brings s3s's view back when needed.
         .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,openraft=off,s3s=off,h2=warn,hyper=warn")
+            tracing_subscriber::EnvFilter::new(
+                "info,openraft=off,openraft::storage=error,openraft::core::sm=error,s3s=off,h2=warn,hyper=warn",
+            )
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -99,6 +103,7 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
             members: cfg.members(),
             retired_data_grace: std::time::Duration::from_secs(cfg.retired_data_grace_secs),
+            shard_reserve: baobab::shard::ShardReserve::from_config(cfg.shard_reserve_bytes),
         };
         let t = token.clone();
         storage = Some(
@@ -241,7 +246,12 @@ pub async fn status(config_path: &Path) -> anyhow::Result<()> {
         match answer {
             Ok(s) => {
                 leader = leader.or(s.leader);
-                nodes.push(serde_json::json!({"id": id.0, "reachable": true, "leader": s.leader}));
+                let mut node =
+                    serde_json::json!({"id": id.0, "reachable": true, "leader": s.leader});
+                if let Some(fatal) = s.raft_fatal {
+                    node["raft_fatal"] = fatal.into();
+                }
+                nodes.push(node);
             }
             Err(_) => nodes.push(serde_json::json!({"id": id.0, "reachable": false})),
         }

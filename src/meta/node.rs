@@ -305,6 +305,14 @@ impl MetaNode {
         self.raft.metrics().borrow().current_leader.map(NodeId)
     }
 
+    /// The fatal error that stopped this node's Raft, if one did (shown by `baobab status`).
+    pub fn fatal_error(&self) -> Option<String> {
+        match &self.raft.metrics().borrow().running_state {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
     /// Whether this node believes it leads (without a quorum round: for background workers,
     /// whose writes are refused anyway if it does not).
     pub fn is_leader(&self) -> bool {
@@ -343,6 +351,14 @@ fn spawn_leader_logger(node: NodeId, raft: &Raft) {
         loop {
             let (current, term) = {
                 let m = metrics.borrow_and_update();
+                if let Err(fatal) = &m.running_state {
+                    // The default log filter keeps openraft's own (noisy) logs off: its fatal
+                    // errors (a failed log or state machine write) surface here, once.
+                    if !matches!(fatal, openraft::error::Fatal::Stopped) {
+                        tracing::error!(%node, error = %fatal, "metadata raft stopped on a fatal error");
+                    }
+                    return;
+                }
                 (m.current_leader, m.current_term)
             };
             if current != leader {

@@ -59,6 +59,9 @@ const KEY_LAST_MEMBERSHIP: &[u8] = b"last_membership";
 /// `(log id, n)`: the first n commands of that batch entry are applied (see `apply_batch`).
 const KEY_BATCH_PROGRESS: &[u8] = b"batch_progress";
 
+/// Bound on the metadata WAL (see [`MetaDb::open`]).
+const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
+
 /// The snapshot format: a version byte then MessagePack of [`SnapshotPayload`].
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
@@ -83,6 +86,11 @@ impl MetaDb {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // The WAL is shared by the column families; one that takes few writes (the state
+        // machine's `last_applied`) would otherwise never flush and pin every WAL file behind
+        // it (measured: 1.7 GB of WAL after ~40k small PUTs). Past this size RocksDB flushes the
+        // column families holding the oldest WAL so it can be dropped.
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         let cfs = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
@@ -904,5 +912,48 @@ mod tests {
         )
         .expect("lookup")
         .is_none());
+    }
+
+    fn dir_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Disk use follows live data: 200 MB of overwrites of a few keys leave far less than that
+    /// on disk (the WAL of a rarely written column family no longer pins every WAL file).
+    #[tokio::test]
+    async fn metadata_disk_use_stays_bounded_under_overwrites() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = MetaDb::open(dir.path()).expect("open");
+        let mut sm = StateMachineStore::new(db.clone());
+        sm.apply(vec![entry(1, 1, bucket("b"))])
+            .await
+            .expect("apply");
+        let value = vec![7u8; 16 * 1024];
+        for i in 0..12_800u64 {
+            let record = crate::meta::model::ObjectRecord::for_tests(
+                u128::from(i),
+                value.len() as u64,
+                "e".into(),
+                value.clone(),
+            );
+            let cmd = Command::PutObject {
+                bucket: "b".into(),
+                key: format!("k{}", i % 16),
+                record,
+                condition: None,
+            };
+            sm.apply(vec![entry(1, i + 2, cmd)]).await.expect("apply");
+        }
+        let used = dir_bytes(dir.path());
+        assert!(
+            used < 2 * MAX_TOTAL_WAL_BYTES + (32 << 20),
+            "metadata dir holds {} MiB for ~256 KiB of live data",
+            used >> 20
+        );
     }
 }

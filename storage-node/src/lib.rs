@@ -11,7 +11,7 @@ use baobab::rpc::{
     read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcResponse,
     MAX_MESSAGE_BYTES,
 };
-use baobab::shard::{ShardRpc, ShardStore};
+use baobab::shard::{ShardReserve, ShardRpc, ShardStore};
 use baobab::types::NodeId;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
@@ -25,6 +25,8 @@ pub struct StorageNodeConfig {
     pub members: BTreeMap<NodeId, String>,
     /// How long unlinked data stays readable before the retire worker deletes it.
     pub retired_data_grace: std::time::Duration,
+    /// Free space on the data directory's file system that shard writes leave to metadata.
+    pub shard_reserve: ShardReserve,
 }
 
 /// What `/v1/node/status` answers.
@@ -33,6 +35,9 @@ pub struct NodeStatus {
     pub node_id: u64,
     /// The metadata leader this node knows of.
     pub leader: Option<u64>,
+    /// Why this node's metadata Raft stopped, if it did (it then neither votes nor follows).
+    #[serde(default)]
+    pub raft_fatal: Option<String>,
 }
 
 struct Handler {
@@ -49,14 +54,11 @@ impl RpcHandler for Handler {
             return self.shards.handle(req).await;
         }
         if path == "/v1/node/status" {
-            let leader = self
-                .meta
-                .get()
-                .and_then(|m| m.current_leader())
-                .map(|n| n.0);
+            let meta = self.meta.get();
             let status = NodeStatus {
                 node_id: self.node_id.0,
-                leader,
+                leader: meta.and_then(|m| m.current_leader()).map(|n| n.0),
+                raft_fatal: meta.and_then(|m| m.fatal_error()),
             };
             return match baobab::rpc::encode(&status) {
                 Ok(b) => http::Response::new(baobab::rpc::full_body(b)),
@@ -106,7 +108,7 @@ impl StorageNode {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<StorageNode> {
         std::fs::create_dir_all(&cfg.data_dir)?;
-        let store = ShardStore::open(&cfg.data_dir)?;
+        let store = ShardStore::open_with_reserve(&cfg.data_dir, cfg.shard_reserve)?;
         let handler = Arc::new(Handler {
             node_id: cfg.node_id,
             shards: ShardRpc { store },
