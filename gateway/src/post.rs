@@ -16,20 +16,16 @@
 //! sees the answer rather than a reset; a body still coming after that gets the answer with
 //! `Connection: close`.
 
+mod body;
 mod policy;
 
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use baobab::meta::ObjectHeaders;
 use baobab::object::{DataExpectations, ObjectService, WriteSpec};
 use baobab::types::{MAX_OBJECT_SIZE_BYTES, MAX_OBJECT_TAGS};
 use bytes::Bytes;
-use futures::Stream;
-use http_body_util::BodyDataStream;
 use s3s::dto::{Metadata, Timestamp, TimestampFormat};
 use s3s::path::S3Path;
 use s3s::post_policy::PostPolicy;
@@ -40,6 +36,7 @@ use crate::auth::KeyStore;
 use crate::error::{access_denied, from_object, invalid_argument};
 use crate::headers::{object_headers, tags_of, HeaderFields};
 use crate::objects::check_key;
+use body::{FileFailure, FileStream, SharedBody};
 use policy::Fields;
 
 /// The largest value of one form field before the file (the policy is the largest in
@@ -99,7 +96,7 @@ impl PostObjects {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (head, body) = req.into_parts();
-        let body = SharedBody::new(body);
+        let body = SharedBody::new(body, MAX_PRE_FILE_BYTES);
         let result = self.upload(bucket, &head, body.clone()).await;
         let drained = body.drain(LINGER).await;
         let mut resp = result.unwrap_or_else(|e| {
@@ -198,24 +195,18 @@ impl PostObjects {
             checksums,
             max_size: range.max.min(MAX_OBJECT_SIZE_BYTES),
         };
-        let failure = Arc::new(AtomicU8::new(FILE_OK));
-        let file = FileStream {
-            field: file,
-            bytes: 0,
-            min_bytes: range.min,
-            failure: Arc::clone(&failure),
-        };
+        let (file, outcome) = FileStream::new(file, range.min);
         let out = self
             .objects
             .put(spec, file, expect, move || claimed)
             .await
-            .map_err(|e| match failure.load(Ordering::Relaxed) {
-                FILE_TOO_SMALL => s3_error!(
+            .map_err(|e| match outcome.failure() {
+                Some(FileFailure::TooSmall) => s3_error!(
                     EntityTooSmall,
                     "Your proposed upload is smaller than the minimum allowed size"
                 ),
-                FILE_MALFORMED => malformed(),
-                _ => from_object(e, bucket),
+                Some(FileFailure::Malformed) => malformed(),
+                None => from_object(e, bucket),
             })?;
         Ok(success_response(head, bucket, &key, &out.etag, &fields))
     }
@@ -452,141 +443,6 @@ fn error_response(e: S3Error) -> http::Response<s3s::Body> {
     })
 }
 
-const FILE_OK: u8 = 0;
-const FILE_TOO_SMALL: u8 = 1;
-const FILE_MALFORMED: u8 = 2;
-
-/// The file's data as the write path reads it. Its end is an error when the file is smaller
-/// than the policy allows, so the write fails before any commit; `failure` tells the caller
-/// which error it was (the write path only sees a failed body). The maximum is the write
-/// path's own `max_size`.
-struct FileStream {
-    field: multer::Field<'static>,
-    bytes: u64,
-    min_bytes: u64,
-    failure: Arc<AtomicU8>,
-}
-
-impl Stream for FileStream {
-    type Item = Result<Bytes, String>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.field).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.bytes += chunk.len() as u64;
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                // A body that stopped coming is an incomplete body; anything else a bad form.
-                if !matches!(e, multer::Error::StreamReadFailed(_)) {
-                    this.failure.store(FILE_MALFORMED, Ordering::Relaxed);
-                }
-                Poll::Ready(Some(Err(e.to_string())))
-            }
-            Poll::Ready(None) if this.bytes < this.min_bytes => {
-                this.failure.store(FILE_TOO_SMALL, Ordering::Relaxed);
-                // Once: the write path stops at the first error.
-                this.min_bytes = 0;
-                Poll::Ready(Some(Err(format!(
-                    "file of {} bytes is below the policy's minimum",
-                    this.bytes
-                ))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-/// The request body, shared between multer (which owns a clone while the form is read) and
-/// the listener (which drains what is left). Until [`SharedBody::lift_limit`], reading past
-/// [`MAX_PRE_FILE_BYTES`] is an error. The lock is only ever taken inside a poll, never held
-/// across one, and the two users take turns, so it is never contended.
-struct SharedBody<B>(Arc<Mutex<BodyState<B>>>);
-
-impl<B> Clone for SharedBody<B> {
-    fn clone(&self) -> Self {
-        SharedBody(Arc::clone(&self.0))
-    }
-}
-
-struct BodyState<B> {
-    data: BodyDataStream<B>,
-    read_bytes: u64,
-    limit_bytes: u64,
-    over_limit: bool,
-}
-
-impl<B> SharedBody<B>
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn new(body: B) -> Self {
-        SharedBody(Arc::new(Mutex::new(BodyState {
-            data: BodyDataStream::new(body),
-            read_bytes: 0,
-            limit_bytes: MAX_PRE_FILE_BYTES,
-            over_limit: false,
-        })))
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, BodyState<B>> {
-        self.0.lock().expect("request body lock poisoned")
-    }
-
-    fn lift_limit(&self) {
-        self.state().limit_bytes = u64::MAX;
-    }
-
-    fn over_limit(&self) -> bool {
-        self.state().over_limit
-    }
-
-    /// Reads the rest of the body and drops it, for at most `linger`; true if it ended.
-    async fn drain(&self, linger: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + linger;
-        loop {
-            let next = std::future::poll_fn(|cx| Pin::new(&mut self.state().data).poll_next(cx));
-            match tokio::time::timeout_at(deadline, next).await {
-                Ok(None) => return true,
-                Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(_))) | Err(_) => return false,
-            }
-        }
-    }
-}
-
-impl<B> Stream for SharedBody<B>
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut state = self.state();
-        let state = &mut *state;
-        if state.over_limit {
-            return Poll::Ready(Some(Err(std::io::Error::other("form too large"))));
-        }
-        match Pin::new(&mut state.data).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                state.read_bytes += chunk.len() as u64;
-                if state.read_bytes > state.limit_bytes {
-                    state.over_limit = true;
-                    return Poll::Ready(Some(Err(std::io::Error::other("form too large"))));
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,7 +481,7 @@ mod tests {
     }
 
     async fn read(data: &[u8]) -> (Result<(Fields, Vec<u8>), String>, SharedBody<TestBody>) {
-        let body = SharedBody::new(body(data, 1000));
+        let body = SharedBody::new(body(data, 1000), MAX_PRE_FILE_BYTES);
         let mut multipart = multer::Multipart::new(body.clone(), "B");
         let result = match read_fields(&mut multipart).await {
             Ok((fields, mut file)) => {
@@ -730,16 +586,10 @@ mod tests {
     async fn file_size_below_the_minimum_fails_the_stream() {
         use futures::StreamExt;
         let data = form(&[("key", b"k"), ("file", b"abc")]);
-        let body = SharedBody::new(body(&data, 7));
+        let body = SharedBody::new(body(&data, 7), MAX_PRE_FILE_BYTES);
         let mut multipart = multer::Multipart::new(body.clone(), "B");
         let (_, field) = read_fields(&mut multipart).await.expect("form read");
-        let failure = Arc::new(AtomicU8::new(FILE_OK));
-        let mut file = FileStream {
-            field,
-            bytes: 0,
-            min_bytes: 4,
-            failure: Arc::clone(&failure),
-        };
+        let (mut file, outcome) = FileStream::new(field, 4);
         let mut got = Vec::new();
         let mut failed = false;
         while let Some(item) = file.next().await {
@@ -750,7 +600,7 @@ mod tests {
         }
         assert_eq!(got, b"abc");
         assert!(failed);
-        assert_eq!(failure.load(Ordering::Relaxed), FILE_TOO_SMALL);
+        assert_eq!(outcome.failure(), Some(FileFailure::TooSmall));
     }
 
     #[test]
