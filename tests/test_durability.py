@@ -163,3 +163,41 @@ def test_paused_node(cluster):
     wait_for_leader(cluster)
     assert s3.get_object(Bucket="paused", Key="before")["Body"].read() == before
     assert s3.get_object(Bucket="paused", Key="during")["Body"].read() == during
+
+
+def test_node_with_wiped_metadata_rejoins(cluster):
+    """A storage node whose metadata directory is lost comes back through a membership change
+    (a learner until caught up), never by initializing a group of its own; it then serves as a
+    voter again: with another node down, the cluster still has a majority and every object."""
+    import shutil
+
+    s3 = cluster.client()
+    s3.create_bucket(Bucket="wiped")
+    data = {f"o{i}": random_bytes(1000 + i) for i in range(20)}
+    for k, v in data.items():
+        s3.put_object(Bucket="wiped", Key=k, Body=v)
+    leader = wait_for_leader(cluster)
+    victim = next(n for n in (1, 2, 3) if n != leader)
+    cluster.kill(victim)
+    shutil.rmtree(cluster.dir / f"node{victim}" / "meta")
+    cluster.restart(victim)
+    log = cluster.dir / f"node{victim}.log"
+    deadline = time.time() + 30
+    while time.time() < deadline and "rejoined the group as a voter" not in log.read_text(errors="replace"):
+        time.sleep(0.2)
+    text = log.read_text(errors="replace")
+    assert "rejoined the group as a voter" in text, text[-3000:]
+    assert "metadata group initialized" not in text.split("rejoining as a learner")[-1]
+    # The rejoined node now counts toward the majority: stop the third node.
+    third = next(n for n in (1, 2, 3) if n not in (leader, victim))
+    cluster.kill(third)
+    try:
+        s3 = cluster.client(read_timeout=60)
+        for k, v in data.items():
+            assert s3.get_object(Bucket="wiped", Key=k)["Body"].read() == v, k
+        s3.put_object(Bucket="wiped", Key="after", Body=b"after the rejoin")
+    finally:
+        cluster.restart(third)
+    wait_for_leader(cluster)
+    st = cluster.status()
+    assert not any(n.get("raft_fatal") for n in st["nodes"]), st

@@ -14,6 +14,7 @@ mod client;
 pub mod dedup;
 mod error;
 pub mod garbage;
+mod join;
 pub mod model;
 mod node;
 pub mod raft;

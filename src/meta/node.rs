@@ -8,17 +8,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Snapshot};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::Snapshot;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{info, warn};
 
 use super::error::{MetaError, MetaRpcError};
+use super::join;
 use super::model::{Command, CommandResult, GarbageRecord, Proposal, Query, QueryResult, Write};
 use super::raft::{
-    raft_config, AppendReply, NetworkFactory, Raft, RaftNodeId, SnapshotReply, SnapshotRequest,
-    VoteReply, PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE,
+    raft_config, AppendReply, NetworkFactory, Raft, SnapshotReply, SnapshotRequest, VoteReply,
+    PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE,
 };
 use super::store::{LogStore, MetaDb, StateMachineStore};
 use crate::rpc::{decode, encode, RpcClient};
@@ -162,8 +163,9 @@ fn now_ms() -> i64 {
 }
 
 impl MetaNode {
-    /// Opens the database, starts Raft, and on a fresh store initializes the group with all
-    /// `members` (every member may do so with the same membership).
+    /// Opens the database and starts Raft. On an empty store, a background task initializes
+    /// the group with all `members` when they are all new, or rejoins it as a learner when the
+    /// group exists (see [`join`]).
     pub async fn open(cfg: MetaConfig, rpc: RpcClient) -> Result<Arc<MetaNode>, MetaError> {
         if !cfg.members.contains_key(&cfg.node_id) {
             return Err(MetaError::Raft(format!(
@@ -184,7 +186,7 @@ impl MetaNode {
         let raft = Raft::new(
             cfg.node_id.0,
             config,
-            NetworkFactory { rpc },
+            NetworkFactory { rpc: rpc.clone() },
             LogStore::new(db.clone()),
             StateMachineStore::new(db.clone()),
         )
@@ -192,18 +194,13 @@ impl MetaNode {
         .map_err(|e| MetaError::Raft(e.to_string()))?;
         info!(node = %cfg.node_id, fresh, dir = %cfg.dir.display(), "metadata raft started");
         if fresh {
-            let members: BTreeMap<RaftNodeId, BasicNode> = cfg
-                .members
-                .iter()
-                .map(|(id, addr)| (id.0, BasicNode::new(addr)))
-                .collect();
-            match raft.initialize(members).await {
-                Ok(()) => info!(node = %cfg.node_id, "metadata group initialized"),
-                Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                    info!(node = %cfg.node_id, reason = %e, "metadata group already initialized")
-                }
-                Err(e) => return Err(MetaError::Raft(e.to_string())),
-            }
+            // A new cluster, or a member that lost its store: `join` tells them apart.
+            tokio::spawn(join::join_or_initialize(
+                raft.clone(),
+                rpc,
+                cfg.node_id,
+                cfg.members.clone(),
+            ));
         }
         spawn_leader_logger(cfg.node_id, &raft);
         let (writes, rx) = mpsc::channel(4 * MAX_BATCH_COMMANDS);
@@ -247,6 +244,12 @@ impl MetaNode {
             }
             PATH_META_WRITE => encode(&self.write(decode(&body).map_err(bad)?).await),
             PATH_META_READ => encode(&self.read(&decode(&body).map_err(bad)?).await),
+            join::PATH_META_PROBE => encode(&join::ProbeReply {
+                in_group: join::in_group(&self.raft),
+            }),
+            join::PATH_META_REJOIN => {
+                encode(&join::handle_rejoin(&self.raft, decode(&body).map_err(bad)?).await)
+            }
             _ => {
                 return Err(MetaRpcError::not_found(format!(
                     "no metadata rpc at {path}"
@@ -590,6 +593,165 @@ mod tests {
         assert_eq!(got, QueryResult::Object(Some(object(5))));
         for (i, n) in nodes.iter().enumerate() {
             if i != leader_pos {
+                n.shutdown().await;
+            }
+        }
+    }
+
+    /// Starts a member serving on `listener`; the sender stops its server.
+    async fn start_member(
+        id: NodeId,
+        dir: &std::path::Path,
+        listener: tokio::net::TcpListener,
+        members: &BTreeMap<NodeId, String>,
+        secret: &ClusterSecret,
+    ) -> (Arc<MetaNode>, tokio::sync::oneshot::Sender<()>) {
+        let addrs: HashMap<NodeId, String> = members.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let cfg = MetaConfig {
+            node_id: id,
+            dir: dir.to_path_buf(),
+            members: members.clone(),
+        };
+        let node = MetaNode::open(cfg, RpcClient::new(secret.clone(), addrs))
+            .await
+            .expect("open");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(
+            listener,
+            secret.clone(),
+            Arc::new(Handler(node.clone())),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        (node, stop_tx)
+    }
+
+    fn voters(node: &MetaNode) -> Vec<u64> {
+        node.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    /// A member whose metadata directory is wiped comes back through a membership change (out
+    /// of the voters, caught up as a learner, a voter again), never by initializing a group of
+    /// its own; it ends with every record.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_that_lost_its_store_rejoins_as_a_learner_first() {
+        let secret = ClusterSecret::new("meta-test-secret");
+        let mut listeners = Vec::new();
+        let mut members = BTreeMap::new();
+        for i in 1..=3u64 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            members.insert(NodeId(i), l.local_addr().expect("addr").to_string());
+            listeners.push((NodeId(i), l));
+        }
+        let dirs: Vec<_> = (0..3)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut stops = Vec::new();
+        for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
+            let (node, stop) = start_member(id, dir.path(), listener, &members, &secret).await;
+            nodes.push(node);
+            stops.push(stop);
+        }
+        let addrs: HashMap<NodeId, String> = members.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let client = MetaClient::new(
+            RpcClient::new(secret.clone(), addrs),
+            members.keys().copied().collect(),
+        );
+        client
+            .write(Command::CreateBucket {
+                name: "photos".into(),
+                id: BucketId(42),
+                owner: "alice".into(),
+                created_ms: 1,
+            })
+            .await
+            .expect("create");
+        for i in 0..50u64 {
+            let cmd = Command::PutObject {
+                bucket: "photos".into(),
+                key: format!("k{i:02}"),
+                record: object(i),
+                condition: None,
+            };
+            client.write(cmd).await.expect("put");
+        }
+        // Wipe a member that does not lead.
+        let leader = client.cached_leader().expect("leader");
+        let victim = (1..=3u64)
+            .map(NodeId)
+            .find(|n| *n != leader)
+            .expect("a follower");
+        let pos = (victim.0 - 1) as usize;
+        let leader_node = nodes[(leader.0 - 1) as usize].clone();
+        let membership_before = leader_node
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .log_id()
+            .map(|l| l.index);
+        nodes[pos].shutdown().await;
+        let _ = stops.remove(pos).send(());
+        let wiped = tempfile::tempdir().expect("tempdir");
+        let mut listener = None;
+        for _ in 0..50 {
+            match tokio::net::TcpListener::bind(&members[&victim]).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let listener = listener.expect("rebind the wiped member's address");
+        let (back, _stop) = start_member(victim, wiped.path(), listener, &members, &secret).await;
+
+        // It is demoted, caught up, and promoted again by the leader.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = leader_node.raft.metrics().borrow().clone();
+            let changed = m.membership_config.log_id().map(|l| l.index) > membership_before;
+            if changed && voters(&leader_node).contains(&victim.0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the wiped member was not re-added: voters {:?}, membership at {:?}",
+                voters(&leader_node),
+                m.membership_config.log_id()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // And holds every record.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let q = Query::GetObject {
+                bucket: "photos".into(),
+                key: "k49".into(),
+            };
+            if back.db.query(&q).expect("query") == QueryResult::Object(Some(object(49))) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the member did not catch up: {:?}",
+                back.raft.metrics().borrow().clone()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        back.shutdown().await;
+        for (i, n) in nodes.iter().enumerate() {
+            if i != pos {
                 n.shutdown().await;
             }
         }

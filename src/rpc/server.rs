@@ -59,7 +59,8 @@ fn authenticate(secret: &ClusterSecret, req: &Request<Incoming>) -> Result<(), B
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` resolves.
+/// Accepts connections on `listener` until `shutdown` resolves; then (or when this future is
+/// dropped) every open connection is closed at once, as a process exit would.
 pub async fn serve<H: RpcHandler>(
     listener: TcpListener,
     secret: ClusterSecret,
@@ -67,6 +68,8 @@ pub async fn serve<H: RpcHandler>(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let secret = Arc::new(secret);
+    // Dropped when this function returns or is aborted: the connections see it and close.
+    let (_alive, alive_rx) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
@@ -83,6 +86,7 @@ pub async fn serve<H: RpcHandler>(
         let _ = stream.set_nodelay(true);
         let secret = secret.clone();
         let handler = handler.clone();
+        let mut alive = alive_rx.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let secret = secret.clone();
@@ -105,11 +109,13 @@ pub async fn serve<H: RpcHandler>(
                 .initial_stream_window_size(4 * 1024 * 1024)
                 .initial_connection_window_size(16 * 1024 * 1024)
                 .max_frame_size(1024 * 1024);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%peer, error = %e, "rpc connection ended");
+            tokio::select! {
+                served = builder.serve_connection(TokioIo::new(stream), service) => {
+                    if let Err(e) = served {
+                        debug!(%peer, error = %e, "rpc connection ended");
+                    }
+                }
+                _ = alive.changed() => debug!(%peer, "rpc server stopped; connection closed"),
             }
         });
     }
