@@ -11,10 +11,13 @@
 # S3 listens on 127.0.0.1:P (default 3900), storage node N's RPC on P+N. The binary is
 # $BAOBAB_BIN, else $CARGO_TARGET_DIR/release/baobab (default target ~/.cache/baobab-target),
 # else `baobab` on PATH. Only PIDs recorded under DIR are ever signalled.
-# BAOBAB_RETIRED_DATA_GRACE_SECS, when set, goes into every process's retired_data_grace_secs.
+# BAOBAB_RETIRED_DATA_GRACE_SECS, when set, goes into every process's retired_data_grace_secs;
+# BAOBAB_SHARD_RESERVE_BYTES into every storage node's shard_reserve_bytes; BAOBAB_NODE<N>_DATA_DIR
+# puts storage node N's data there instead of DIR/nodeN (e.g. on a small file system). All are
+# read when a config file is first written.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 find_bin() {
     if [ -n "${BAOBAB_BIN:-}" ]; then echo "$BAOBAB_BIN"; return; fi
@@ -27,15 +30,21 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 write_config() { # DIR NAME ROLE NODE_ID PORT
     local dir=$1 name=$2 role=$3 id=$4 port=$5
+    local data_dir_var="BAOBAB_NODE${id}_DATA_DIR"
+    local data_dir="$dir/$name"
+    if [ "$role" = storage ] && [ -n "${!data_dir_var:-}" ]; then data_dir=${!data_dir_var}; fi
     {
         echo "roles = [\"$role\"]"
         [ "$role" = storage ] && echo "node_id = $id"
-        echo "data_dir = \"$dir/$name\""
+        echo "data_dir = \"$data_dir\""
         [ "$role" = storage ] && echo "rpc_listen = \"127.0.0.1:$((port + id))\""
         echo "cluster_secret_file = \"$dir/cluster.secret\""
         echo "log_file = \"$dir/$name.log\""
         if [ -n "${BAOBAB_RETIRED_DATA_GRACE_SECS:-}" ]; then
             echo "retired_data_grace_secs = $BAOBAB_RETIRED_DATA_GRACE_SECS"
+        fi
+        if [ "$role" = storage ] && [ -n "${BAOBAB_SHARD_RESERVE_BYTES:-}" ]; then
+            echo "shard_reserve_bytes = $BAOBAB_SHARD_RESERVE_BYTES"
         fi
         if [ "$role" = gateway ]; then
             printf '[s3]\nlisten = "127.0.0.1:%s"\nregion = "us-east-1"\nroot_domain = "localhost"\n' "$port"

@@ -52,6 +52,10 @@ pub struct Config {
     /// before (role storage: the retire worker waits this long; default 60).
     #[serde(default = "default_retired_data_grace_secs")]
     pub retired_data_grace_secs: u64,
+    /// Free space kept for metadata on the data directory's file system (role storage): shard
+    /// writes are refused before it is reached, so the node's Raft log and state machine can
+    /// always write. Default: the larger of 1 GiB and 5 % of the file system.
+    pub shard_reserve_bytes: Option<u64>,
 }
 
 fn default_block_size() -> u32 {

@@ -12,6 +12,7 @@ use baobab::coord::{ClusterView, Coordinator};
 use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use baobab::placement::NodeSlot;
 use baobab::rpc::{ClusterSecret, RpcClient};
+use baobab::shard::ShardReserve;
 use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
 use baobab_gateway::{serve_s3, GatewayConfig};
 use baobab_storage_node::{StorageNode, StorageNodeConfig};
@@ -121,6 +122,7 @@ pub async fn run(
     data_dir: &Path,
     s3_port: u16,
     retired_data_grace: std::time::Duration,
+    shard_reserve: ShardReserve,
 ) -> anyhow::Result<()> {
     init_logging(None)?;
     std::fs::create_dir_all(data_dir)?;
@@ -154,6 +156,7 @@ pub async fn run(
             data_dir: data_dir.join(format!("node{}", id.0)),
             members: members.clone(),
             retired_data_grace,
+            shard_reserve,
         };
         let t = token.clone();
         nodes.push(

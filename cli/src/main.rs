@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// `baobab dev`'s default shard reserve (a server's default is the larger of 1 GiB and 5 %).
+const DEV_SHARD_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Parser)]
 #[command(
     name = "baobab",
@@ -40,6 +43,10 @@ enum Command {
         /// Seconds the data of replaced or deleted objects stays readable for GETs in flight.
         #[arg(long, default_value_t = baobab::retire::DEFAULT_RETIRED_DATA_GRACE.as_secs())]
         retired_data_grace_secs: u64,
+        /// Free space each storage node leaves to its metadata; small by default, since the dev
+        /// cluster's three nodes share one disk that is often a laptop's or a CI runner's.
+        #[arg(long, default_value_t = DEV_SHARD_RESERVE_BYTES)]
+        shard_reserve_bytes: u64,
     },
     /// Manage access keys.
     Key {
@@ -275,11 +282,13 @@ fn main() -> std::process::ExitCode {
                 data_dir,
                 s3_port,
                 retired_data_grace_secs,
+                shard_reserve_bytes,
             } => {
                 dev::run(
                     &data_dir,
                     s3_port,
                     std::time::Duration::from_secs(retired_data_grace_secs),
+                    baobab::shard::ShardReserve::Bytes(shard_reserve_bytes),
                 )
                 .await
             }

@@ -23,6 +23,7 @@ pub fn from_coord(e: CoordError) -> S3Error {
             }
         }
         CoordError::TooLarge { .. } => s3_error!(EntityTooLarge),
+        CoordError::StorageFull { .. } => storage_full(e),
         CoordError::ClusterTooSmall { .. }
         | CoordError::WriteQuorum { .. }
         | CoordError::ReadUnavailable { .. } => {
@@ -34,6 +35,19 @@ pub fn from_coord(e: CoordError) -> S3Error {
             S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
         }
     }
+}
+
+/// What MinIO answers for a full disk: 507 Insufficient Storage with `XMinioStorageFull`. AWS
+/// has no such error; 507 says what happened, and SDKs do not retry it (they retry 503), so the
+/// client learns at once that it has to free space rather than wait.
+fn storage_full(e: CoordError) -> S3Error {
+    tracing::warn!(error = %e, "write refused: storage nodes are out of space");
+    let mut err = S3Error::with_message(
+        S3ErrorCode::Custom("XMinioStorageFull".into()),
+        format!("{e}. Delete objects or add storage nodes to proceed."),
+    );
+    err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+    err
 }
 
 /// An object-service error as S3 states it. `bucket` names the bucket in NoSuchBucket.

@@ -4,11 +4,15 @@
 //! [`Coordinator::read`].
 
 mod cluster;
+mod full;
+#[cfg(test)]
+mod full_disk_tests;
 mod read;
 mod write;
 
 pub use cluster::ClusterView;
-pub use write::WriteOutcome;
+pub use full::FULL_NODE_SKIP;
+pub use write::{WriteOutcome, FALLBACK_REPLAY_BLOCKS};
 
 use std::sync::Arc;
 
@@ -17,6 +21,7 @@ use crate::meta::ObjectData;
 use crate::rpc::{RpcClient, RpcError};
 use crate::shard::delete_shard;
 use crate::types::VersionId;
+use full::FullNodes;
 
 /// Timeout of one shard read request (to the response head and body).
 pub const SHARD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -32,6 +37,9 @@ pub enum CoordError {
     ClusterTooSmall { have: usize, need: usize },
     #[error("only {ok} shards were written durably, {need} needed")]
     WriteQuorum { ok: usize, need: usize },
+    /// Too few storage nodes have space for shards (each keeps a reserve for its metadata).
+    #[error("storage nodes are out of space: {ok} shards could be placed, {need} needed")]
+    StorageFull { ok: usize, need: usize },
     #[error("request body failed: {0}")]
     Body(String),
     #[error("object too large: more than {limit} bytes")]
@@ -50,6 +58,8 @@ pub struct Coordinator {
     pub(crate) rpc: RpcClient,
     pub(crate) cluster: Arc<ClusterView>,
     pub(crate) erasure: Arc<Erasure>,
+    /// Nodes that recently refused shards for lack of space, shared by all writes.
+    pub(crate) full_nodes: Arc<FullNodes>,
 }
 
 impl Coordinator {
@@ -59,6 +69,7 @@ impl Coordinator {
             rpc,
             cluster: Arc::new(cluster),
             erasure: Arc::new(erasure),
+            full_nodes: Arc::new(FullNodes::default()),
         })
     }
 

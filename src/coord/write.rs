@@ -5,6 +5,12 @@
 //! that their shard file is durable (fsync + rename). The quorum is k + 1 when m > 0, lowered
 //! to k (a degraded write, logged) when fewer nodes are reachable; below k the write fails and
 //! written shards are deleted.
+//!
+//! Space: a node out of space refuses its shard with `507` (before reading the body when it
+//! can). The shard then goes to the next fallback node where the cluster has one (resent whole
+//! while it is at most [`FALLBACK_REPLAY_BLOCKS`] blocks long), else it is missing like a dead
+//! node's; the node is skipped by new writes for a while ([`super::full`]). When fewer than k
+//! shards can be placed because nodes are full, the write fails with `StorageFull`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +28,7 @@ use super::{
 use crate::codec::shard_format::{block_hash, ShardHeader};
 use crate::meta::ObjectData;
 use crate::rpc::RpcError;
-use crate::shard::shard_path_and_query;
+use crate::shard::{is_disk_full, shard_path_and_query};
 use crate::types::{NodeId, VersionId, INLINE_THRESHOLD_BYTES, MAX_OBJECT_SIZE_BYTES};
 
 /// What a write produced: the size and where the bytes are.
@@ -34,6 +40,15 @@ pub struct WriteOutcome {
 
 type ShardSender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
+/// Shard blocks kept per shard to resend it whole to a fallback node when its node refuses it
+/// for lack of space. Nodes refuse right after the header, but the gateway streams meanwhile,
+/// so a few blocks may be out by then; an object of at most this many blocks moves even when the
+/// refusal comes at the end. Bounds the extra memory per PUT to this many blocks of shards.
+pub const FALLBACK_REPLAY_BLOCKS: usize = 4;
+/// How long a shard writer whose stream the node closed waits for the node's answer (which
+/// says whether it refused the shard for lack of space); it is on its way by then.
+const CLOSED_STREAM_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One shard's stream to its node.
 struct ShardWriter {
     node: NodeId,
@@ -43,7 +58,85 @@ struct ShardWriter {
     /// Set just before a complete body is closed. A body that ends without it ends with an
     /// error instead, so the node discards the partial shard rather than committing it.
     complete: Arc<AtomicBool>,
-    response: tokio::task::JoinHandle<Result<(), RpcError>>,
+    /// The node's answer while it has not been taken into `answer`.
+    response: Option<tokio::task::JoinHandle<Result<(), RpcError>>>,
+    answer: Option<Result<(), RpcError>>,
+    /// Everything this shard's stream carried so far (header, then each block's shard bytes and
+    /// hash), while it is at most `FALLBACK_REPLAY_BLOCKS` blocks long.
+    replay: Option<Vec<Bytes>>,
+}
+
+impl ShardWriter {
+    /// Takes the node's answer if it has come.
+    async fn poll_answer(&mut self) {
+        if self.response.as_ref().is_some_and(|h| h.is_finished()) {
+            self.wait_answer(CLOSED_STREAM_ANSWER_TIMEOUT).await;
+        }
+    }
+
+    /// Waits up to `timeout` for the node's answer; false if it did not come.
+    async fn wait_answer(&mut self, timeout: std::time::Duration) -> bool {
+        let Some(h) = self.response.as_mut() else {
+            return self.answer.is_some();
+        };
+        match tokio::time::timeout(timeout, h).await {
+            Ok(joined) => {
+                self.response = None;
+                self.answer = Some(joined.unwrap_or_else(|e| {
+                    Err(RpcError::Body(format!("shard writer task failed: {e}")))
+                }));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The node answered that it has no space for the shard.
+    fn refused_full(&self) -> bool {
+        matches!(&self.answer, Some(Err(e)) if is_disk_full(e))
+    }
+
+    fn durable(&self) -> bool {
+        matches!(self.answer, Some(Ok(())))
+    }
+
+    /// Stops streaming and waiting (a dropped sender without `complete` discards the shard).
+    fn drop_stream(&mut self) {
+        self.tx = None;
+        self.failed = true;
+        if let Some(h) = self.response.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The shard writers of one object version.
+struct ShardWriters {
+    version: VersionId,
+    /// Placement order: the k + m shard homes, then fallbacks.
+    order: Vec<NodeId>,
+    /// By shard index; None when no node could take the shard.
+    slots: Vec<Option<ShardWriter>>,
+    /// Shards that lost their node to a full disk and found no other.
+    lost_to_full: usize,
+    blocks_sent: usize,
+}
+
+impl ShardWriters {
+    fn nodes_in_use(&self) -> Vec<Option<NodeId>> {
+        self.slots
+            .iter()
+            .map(|w| w.as_ref().map(|w| w.node))
+            .collect()
+    }
+
+    fn streaming(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|w| w.tx.is_some())
+            .count()
+    }
 }
 
 impl Coordinator {
@@ -57,7 +150,7 @@ impl Coordinator {
         let mut body = body;
         let mut block = BytesMut::with_capacity(block_size);
         let mut size: u64 = 0;
-        let mut writers: Option<Vec<ShardWriter>> = None;
+        let mut writers: Option<ShardWriters> = None;
 
         let result = async {
             while let Some(chunk) = body.next().await {
@@ -74,7 +167,7 @@ impl Coordinator {
                     if block.len() == block_size {
                         let ws = match writers.as_mut() {
                             Some(ws) => ws,
-                            None => writers.insert(self.open_writers(version).await?),
+                            None => writers.insert(self.open_writers(version)?),
                         };
                         self.send_block(ws, block.split().freeze()).await?;
                     }
@@ -85,7 +178,7 @@ impl Coordinator {
             }
             let mut ws = match writers.take() {
                 Some(ws) => ws,
-                None => self.open_writers(version).await?,
+                None => self.open_writers(version)?,
             };
             if !block.is_empty() {
                 self.send_block(&mut ws, block.split().freeze()).await?;
@@ -99,19 +192,20 @@ impl Coordinator {
                 size,
                 data: ObjectData::Inline(block.to_vec()),
             }),
-            Ok(Some(ws)) => self.finish(version, size, ws).await,
+            Ok(Some(ws)) => self.finish(size, ws).await,
             Err(e) => {
                 if let Some(ws) = writers {
-                    self.abort(version, ws).await;
+                    self.abort(ws);
                 }
                 Err(e)
             }
         }
     }
 
-    async fn open_writers(&self, version: VersionId) -> Result<Vec<ShardWriter>, CoordError> {
-        let profile = self.cluster.profile;
-        let n = profile.n_shards();
+    /// Starts a writer for each shard, on its home or, for homes known to be full, a fallback.
+    fn open_writers(&self, version: VersionId) -> Result<ShardWriters, CoordError> {
+        let n = self.cluster.profile.n_shards();
+        let k = self.cluster.profile.k as usize;
         let order = self.cluster.placement(version);
         if order.len() < n {
             return Err(CoordError::ClusterTooSmall {
@@ -119,109 +213,227 @@ impl Coordinator {
                 need: n,
             });
         }
-        let mut writers = Vec::with_capacity(n);
-        for (i, node) in order.into_iter().take(n).enumerate() {
-            let (mut tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(SHARD_QUEUE_CHUNKS);
-            let header = ShardHeader {
-                profile,
-                shard_index: i as u8,
-                block_size: self.cluster.block_size,
-                version,
-            };
-            let _ = tx.try_send(Ok(header.encode()));
-            let complete = Arc::new(AtomicBool::new(false));
-            let complete_at_end = complete.clone();
-            let tail = futures::stream::once(async move {
-                (!complete_at_end.load(Ordering::Acquire))
-                    .then(|| Err(std::io::Error::other("shard write abandoned")))
-            })
-            .filter_map(futures::future::ready);
-            let body = BodyExt::boxed(StreamBody::new(rx.chain(tail).map(|r| r.map(Frame::data))));
-            let rpc = self.rpc.clone();
-            let path = shard_path_and_query(version, i as u8, None);
-            let response = tokio::spawn(async move {
-                // The call ends when the node has made the shard durable; sends are bounded
-                // separately by SHARD_SEND_TIMEOUT, the final answer by SHARD_COMMIT_TIMEOUT.
-                rpc.request(
-                    node,
-                    Method::PUT,
-                    &path,
-                    body,
-                    std::time::Duration::from_secs(24 * 3600),
-                )
-                .await
-                .map(|_| ())
-            });
-            writers.push(ShardWriter {
-                node,
-                tx: Some(tx),
-                failed: false,
-                complete,
-                response,
+        let targets = self
+            .cluster
+            .shard_targets(&order, |node| self.full_nodes.contains(node));
+        let placed = targets.iter().flatten().count();
+        if placed < k {
+            return Err(CoordError::StorageFull {
+                ok: placed,
+                need: k,
             });
         }
-        Ok(writers)
+        let slots = targets
+            .into_iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let header = self.shard_header(version, i).encode();
+                node.map(|node| self.start_shard(version, i, node, vec![header]))
+            })
+            .collect();
+        Ok(ShardWriters {
+            version,
+            order,
+            slots,
+            lost_to_full: n - placed,
+            blocks_sent: 0,
+        })
     }
 
-    async fn send_block(
+    fn shard_header(&self, version: VersionId, index: usize) -> ShardHeader {
+        ShardHeader {
+            profile: self.cluster.profile,
+            shard_index: index as u8,
+            block_size: self.cluster.block_size,
+            version,
+        }
+    }
+
+    /// Starts streaming shard `index` to `node`, beginning with `sent` (at least the header).
+    fn start_shard(
         &self,
-        writers: &mut [ShardWriter],
-        block: Bytes,
-    ) -> Result<(), CoordError> {
+        version: VersionId,
+        index: usize,
+        node: NodeId,
+        sent: Vec<Bytes>,
+    ) -> ShardWriter {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(SHARD_QUEUE_CHUNKS);
+        let complete = Arc::new(AtomicBool::new(false));
+        let complete_at_end = complete.clone();
+        let tail = futures::stream::once(async move {
+            (!complete_at_end.load(Ordering::Acquire))
+                .then(|| Err(std::io::Error::other("shard write abandoned")))
+        })
+        .filter_map(futures::future::ready);
+        let head = futures::stream::iter(sent.clone().into_iter().map(Ok));
+        let body = BodyExt::boxed(StreamBody::new(
+            head.chain(rx).chain(tail).map(|r| r.map(Frame::data)),
+        ));
+        let rpc = self.rpc.clone();
+        let path = shard_path_and_query(version, index as u8, None);
+        let response = tokio::spawn(async move {
+            // The call ends when the node has made the shard durable (or refused it); sends
+            // are bounded separately by SHARD_SEND_TIMEOUT, the final answer by
+            // SHARD_COMMIT_TIMEOUT.
+            rpc.request(
+                node,
+                Method::PUT,
+                &path,
+                body,
+                std::time::Duration::from_secs(24 * 3600),
+            )
+            .await
+            .map(|_| ())
+        });
+        ShardWriter {
+            node,
+            tx: Some(tx),
+            failed: false,
+            complete,
+            response: Some(response),
+            answer: None,
+            replay: Some(sent),
+        }
+    }
+
+    async fn send_block(&self, ws: &mut ShardWriters, block: Bytes) -> Result<(), CoordError> {
+        self.move_refused_shards(ws).await;
         let shards = self.erasure.encode(block);
-        let sends = writers.iter_mut().zip(shards).map(|(w, shard)| async move {
-            let Some(tx) = w.tx.as_mut() else { return };
+        ws.blocks_sent += 1;
+        let keep_for_replay = ws.blocks_sent <= FALLBACK_REPLAY_BLOCKS;
+        let sends = ws.slots.iter_mut().zip(shards).map(|(slot, shard)| async move {
+            let Some(w) = slot.as_mut() else { return };
             let hash = Bytes::copy_from_slice(&block_hash(&shard));
+            if keep_for_replay {
+                if let Some(replay) = w.replay.as_mut() {
+                    replay.push(shard.clone());
+                    replay.push(hash.clone());
+                }
+            } else {
+                w.replay = None;
+            }
+            let Some(tx) = w.tx.as_mut() else { return };
             let sent = tokio::time::timeout(SHARD_SEND_TIMEOUT, async {
                 tx.send(Ok(shard)).await?;
                 tx.send(Ok(hash)).await
             })
             .await;
-            if !matches!(sent, Ok(Ok(()))) {
-                tracing::warn!(node = %w.node, "shard writer stalled or failed; continuing without it");
-                w.tx = None;
-                w.failed = true;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    // The stream was closed: the node answered early (a refusal) or is gone.
+                    w.tx = None;
+                    w.failed = true;
+                    w.wait_answer(CLOSED_STREAM_ANSWER_TIMEOUT).await;
+                    if !w.refused_full() {
+                        tracing::warn!(node = %w.node, answer = ?w.answer, "shard writer failed; continuing without it");
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(node = %w.node, "shard writer stalled; continuing without it");
+                    w.tx = None;
+                    w.failed = true;
+                }
             }
         });
         futures::future::join_all(sends).await;
-        let alive = writers.iter().filter(|w| w.tx.is_some()).count();
-        let need = self.cluster.profile.k as usize;
-        if alive < need {
-            return Err(CoordError::WriteQuorum { ok: alive, need });
+        self.move_refused_shards(ws).await;
+        let alive = ws.streaming();
+        if alive < self.cluster.profile.k as usize {
+            return Err(self.too_few_shards(ws, alive));
         }
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        version: VersionId,
-        size: u64,
-        mut writers: Vec<ShardWriter>,
-    ) -> Result<WriteOutcome, CoordError> {
-        let profile = self.cluster.profile;
-        for w in writers.iter_mut() {
-            if let Some(mut tx) = w.tx.take() {
-                w.complete.store(true, Ordering::Release);
-                let _ = tx.close().await;
-            }
-        }
-        let mut shard_nodes = Vec::with_capacity(writers.len());
-        for (i, w) in writers.into_iter().enumerate() {
-            let node = w.node;
-            if w.failed {
-                // Dropped mid-stream (dead or stalled node): its shard is incomplete; do not wait.
-                w.response.abort();
-                shard_nodes.push(None);
+    /// Moves the shards whose nodes refused them for lack of space to fallback nodes (resending
+    /// what was sent), or gives them up where that cannot be done. Returns whether any moved.
+    async fn move_refused_shards(&self, ws: &mut ShardWriters) -> bool {
+        let mut moved = false;
+        for i in 0..ws.slots.len() {
+            let Some(w) = ws.slots[i].as_mut() else {
+                continue;
+            };
+            w.poll_answer().await;
+            if !w.refused_full() {
                 continue;
             }
-            let outcome = tokio::time::timeout(SHARD_COMMIT_TIMEOUT, w.response).await;
-            match outcome {
-                Ok(Ok(Ok(()))) => shard_nodes.push(Some(node)),
-                other => {
-                    tracing::warn!(%version, shard = i, %node, outcome = ?other.map(|r| r.map(|r| r.err())), "shard not written");
-                    shard_nodes.push(None);
+            let (full, replay) = (w.node, w.replay.take());
+            w.drop_stream();
+            self.full_nodes.mark(full);
+            let mut in_use = ws.nodes_in_use();
+            in_use[i] = None;
+            let fallback = replay.and_then(|replay| {
+                let node = self.cluster.fallback(&ws.order, &in_use, |n| {
+                    n == full || self.full_nodes.contains(n)
+                })?;
+                Some((node, replay))
+            });
+            match fallback {
+                Some((node, replay)) => {
+                    tracing::info!(version = %ws.version, shard = i, %full, fallback = %node, "shard moved to a fallback node");
+                    ws.slots[i] = Some(self.start_shard(ws.version, i, node, replay));
+                    moved = true;
+                }
+                None => {
+                    ws.slots[i] = None;
+                    ws.lost_to_full += 1;
                 }
             }
+        }
+        moved
+    }
+
+    /// The error of a write left with `ok` shards, fewer than k.
+    fn too_few_shards(&self, ws: &ShardWriters, ok: usize) -> CoordError {
+        let need = self.cluster.profile.k as usize;
+        if ok + ws.lost_to_full >= need {
+            CoordError::StorageFull { ok, need }
+        } else {
+            CoordError::WriteQuorum { ok, need }
+        }
+    }
+
+    async fn finish(&self, size: u64, mut ws: ShardWriters) -> Result<WriteOutcome, CoordError> {
+        let profile = self.cluster.profile;
+        let version = ws.version;
+        // A shard moved to a fallback at the end is streamed whole again: close and wait anew.
+        loop {
+            for w in ws.slots.iter_mut().flatten() {
+                if let Some(mut tx) = w.tx.take() {
+                    w.complete.store(true, Ordering::Release);
+                    let _ = tx.close().await;
+                }
+            }
+            let waits = ws.slots.iter_mut().flatten().map(|w| async move {
+                if w.failed {
+                    // Dropped mid-stream (dead or stalled node): its shard is incomplete; take
+                    // its answer only if it came (a refusal), do not wait.
+                    w.poll_answer().await;
+                } else if !w.wait_answer(SHARD_COMMIT_TIMEOUT).await {
+                    tracing::warn!(%version, node = %w.node, "shard not durable within the commit timeout");
+                    w.failed = true;
+                }
+            });
+            futures::future::join_all(waits).await;
+            if !self.move_refused_shards(&mut ws).await {
+                break;
+            }
+        }
+        let mut shard_nodes = Vec::with_capacity(ws.slots.len());
+        for (i, slot) in ws.slots.iter_mut().enumerate() {
+            let Some(w) = slot.as_mut() else {
+                shard_nodes.push(None);
+                continue;
+            };
+            if w.durable() {
+                shard_nodes.push(Some(w.node));
+                continue;
+            }
+            if !w.failed {
+                tracing::warn!(%version, shard = i, node = %w.node, answer = ?w.answer, "shard not written");
+            }
+            w.drop_stream();
+            shard_nodes.push(None);
         }
         let ok = shard_nodes.iter().flatten().count();
         let data = ObjectData::Sharded {
@@ -230,10 +442,9 @@ impl Coordinator {
             block_size: self.cluster.block_size,
             shard_nodes,
         };
-        let k = profile.k as usize;
-        if ok < k {
+        if ok < profile.k as usize {
             self.delete_shards_in_background(version, &data);
-            return Err(CoordError::WriteQuorum { ok, need: k });
+            return Err(self.too_few_shards(&ws, ok));
         }
         if ok < profile.n_shards() {
             tracing::warn!(%version, ok, n = profile.n_shards(), "degraded write: accepted with fewer shards than k+m");
@@ -241,14 +452,15 @@ impl Coordinator {
         Ok(WriteOutcome { size, data })
     }
 
-    async fn abort(&self, version: VersionId, writers: Vec<ShardWriter>) {
-        let mut shard_nodes = Vec::with_capacity(writers.len());
-        for mut w in writers {
+    fn abort(&self, ws: ShardWriters) {
+        let mut shard_nodes = Vec::with_capacity(ws.slots.len());
+        for slot in ws.slots {
             // Dropping the sender without `complete` ends the body with an error, so the node
             // discards its temp file instead of committing a partial shard.
-            w.tx = None;
-            w.response.abort();
-            shard_nodes.push(Some(w.node));
+            shard_nodes.push(slot.map(|mut w| {
+                w.drop_stream();
+                w.node
+            }));
         }
         let profile = self.cluster.profile;
         let data = ObjectData::Sharded {
@@ -257,6 +469,6 @@ impl Coordinator {
             block_size: self.cluster.block_size,
             shard_nodes,
         };
-        self.delete_shards_in_background(version, &data);
+        self.delete_shards_in_background(ws.version, &data);
     }
 }

@@ -5,11 +5,20 @@
 //! crash, and a crash mid-write leaves only a `*.tmp` file, removed at the next start
 //! ([`ShardStore::open`]). The store does not interpret shard contents beyond checking the header
 //! on write: readers verify the per-block BLAKE3 hashes.
+//!
+//! Space: a write is refused (`DiskFull`, before its first byte or part-way) when it would eat
+//! into the free space kept for the node's metadata (`space.rs`); running out of space anyway
+//! (ENOSPC) is the same refusal. Either way the temp file is removed.
 
 mod rpc;
+mod space;
 mod writer;
 
-pub use rpc::{delete_shard, shard_path_and_query, ShardRpc};
+pub use rpc::{delete_shard, is_disk_full, shard_path_and_query, ShardRpc};
+pub use space::{
+    statvfs_space, FsSpace, ShardReserve, SpaceProbe, DEFAULT_RESERVE_MIN_BYTES,
+    DEFAULT_RESERVE_PERCENT,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +28,7 @@ use futures::{Stream, StreamExt};
 use crate::codec::shard_format::{ShardFormatError, ShardHeader, HEADER_LEN};
 use crate::fsutil;
 use crate::types::VersionId;
+use space::{SpaceGuard, SPACE_CHECK_INTERVAL_BYTES};
 use writer::ShardFileWriter;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,25 +41,54 @@ pub enum ShardError {
     HeaderMismatch,
     #[error("shard body ended early or failed: {0}")]
     Body(String),
+    /// No room for the shard above the metadata reserve, or the disk is out of space.
+    #[error("no space for shards: {0}")]
+    DiskFull(String),
     #[error("disk: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ShardError {
+    fn from(e: std::io::Error) -> Self {
+        if space::is_out_of_space(&e) {
+            ShardError::DiskFull(e.to_string())
+        } else {
+            ShardError::Io(e)
+        }
+    }
 }
 
 /// Shard files under `<data_dir>/shards`.
 #[derive(Debug, Clone)]
 pub struct ShardStore {
     root: PathBuf,
+    space: SpaceGuard,
 }
 
 impl ShardStore {
+    /// Opens the store with the default reserve (see [`ShardReserve`]).
     pub fn open(data_dir: &Path) -> Result<Self, ShardError> {
+        Self::open_with_reserve(data_dir, ShardReserve::Default)
+    }
+
+    pub fn open_with_reserve(data_dir: &Path, reserve: ShardReserve) -> Result<Self, ShardError> {
+        Self::open_with_probe(data_dir, reserve, std::sync::Arc::new(statvfs_space))
+    }
+
+    /// Opens the store reading free space through `probe` (tests pass a fake file system).
+    pub fn open_with_probe(
+        data_dir: &Path,
+        reserve: ShardReserve,
+        probe: SpaceProbe,
+    ) -> Result<Self, ShardError> {
         let root = data_dir.join("shards");
         std::fs::create_dir_all(&root)?;
         let removed = fsutil::remove_stale_temp_files(&root)?;
         if removed > 0 {
             tracing::info!(removed, "removed temp shard files left by a crash");
         }
-        Ok(ShardStore { root })
+        let space = SpaceGuard::new(root.clone(), reserve, probe);
+        Ok(ShardStore { root, space })
     }
 
     pub fn path(&self, version: VersionId, shard_index: u8) -> PathBuf {
@@ -60,6 +99,8 @@ impl ShardStore {
     }
 
     /// Writes a whole shard file from a stream of chunks, durably. Returns the bytes written.
+    /// Refuses with `DiskFull` before reading the body when the shard would not fit above the
+    /// reserve, and part-way when it stops fitting.
     pub async fn write<S, E>(
         &self,
         version: VersionId,
@@ -70,6 +111,7 @@ impl ShardStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.space.check().await?;
         let path = self.path(version, shard_index);
         if let Some(dir) = path.parent() {
             fsutil::ensure_dir_durable(dir).await?;
@@ -78,6 +120,7 @@ impl ShardStore {
         let result = async {
             let mut writer = ShardFileWriter::create(&tmp).await?;
             let mut written: u64 = 0;
+            let mut next_space_check = SPACE_CHECK_INTERVAL_BYTES;
             let mut header_checked = false;
             let mut head = Vec::with_capacity(HEADER_LEN as usize);
             while let Some(chunk) = body.next().await {
@@ -94,6 +137,10 @@ impl ShardStore {
                     }
                 }
                 written += chunk.len() as u64;
+                if written >= next_space_check {
+                    self.space.check().await?;
+                    next_space_check = written + SPACE_CHECK_INTERVAL_BYTES;
+                }
                 writer.push(chunk).await?;
             }
             if !header_checked {
@@ -158,6 +205,9 @@ impl ShardStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
     use super::*;
     use crate::types::ErasureProfile;
 
@@ -205,5 +255,104 @@ mod tests {
             store.read(v, 1, 0, 1).await,
             Err(ShardError::NotFound)
         ));
+    }
+
+    /// Every file under the store, temp files included.
+    fn files_under(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(root).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    /// A fake file system of 100 GiB whose free space the test sets.
+    fn fake_fs(available_bytes: Arc<AtomicU64>) -> SpaceProbe {
+        Arc::new(move |_| {
+            Ok(FsSpace {
+                total_bytes: 100 << 30,
+                available_bytes: available_bytes.load(Ordering::SeqCst),
+            })
+        })
+    }
+
+    /// A shard of `blocks` MiB-sized chunks after its header; counts the chunks taken.
+    fn shard_body(
+        v: VersionId,
+        blocks: usize,
+        taken: Arc<AtomicU64>,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+        let header = ShardHeader {
+            profile: ErasureProfile { k: 2, m: 1 },
+            shard_index: 0,
+            block_size: 1 << 20,
+            version: v,
+        };
+        let chunks = std::iter::once(header.encode())
+            .chain(std::iter::repeat_n(Bytes::from(vec![1u8; 1 << 20]), blocks));
+        futures::stream::iter(chunks).map(move |c| {
+            taken.fetch_add(1, Ordering::SeqCst);
+            Ok(c)
+        })
+    }
+
+    #[tokio::test]
+    async fn refuses_shards_that_would_eat_into_the_reserve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let available = Arc::new(AtomicU64::new(64 << 20));
+        let reserve = ShardReserve::Bytes(32 << 20);
+        let store = ShardStore::open_with_probe(dir.path(), reserve, fake_fs(available.clone()))
+            .expect("open");
+        let root = dir.path().join("shards");
+
+        // Room above the reserve: written whole.
+        let taken = Arc::new(AtomicU64::new(0));
+        store
+            .write(VersionId(1), 0, shard_body(VersionId(1), 8, taken.clone()))
+            .await
+            .expect("fits");
+
+        // Less than one check's margin above the reserve: refused before the body is read.
+        available.store(
+            (32 << 20) + space::SPACE_CHECK_MARGIN_BYTES - 1,
+            Ordering::SeqCst,
+        );
+        let taken = Arc::new(AtomicU64::new(0));
+        let refused = store
+            .write(VersionId(2), 0, shard_body(VersionId(2), 8, taken.clone()))
+            .await;
+        assert!(
+            matches!(refused, Err(ShardError::DiskFull(_))),
+            "{refused:?}"
+        );
+        assert_eq!(taken.load(Ordering::SeqCst), 0, "the body was read");
+
+        // The file system fills during the write: refused part-way, the temp file removed.
+        available.store(64 << 20, Ordering::SeqCst);
+        let taken = Arc::new(AtomicU64::new(0));
+        let filling = available.clone();
+        let body = shard_body(VersionId(3), 64, taken.clone()).inspect(move |_| {
+            filling.fetch_sub(1 << 20, Ordering::SeqCst);
+        });
+        let refused = store.write(VersionId(3), 0, Box::pin(body)).await;
+        assert!(
+            matches!(refused, Err(ShardError::DiskFull(_))),
+            "{refused:?}"
+        );
+        assert!(taken.load(Ordering::SeqCst) < 64, "refused only at the end");
+        assert_eq!(files_under(&root), vec![store.path(VersionId(1), 0)]);
+    }
+
+    #[test]
+    fn enospc_is_disk_full() {
+        let e: ShardError = std::io::Error::from_raw_os_error(libc::ENOSPC).into();
+        assert!(matches!(e, ShardError::DiskFull(_)));
+        let e: ShardError = std::io::Error::from_raw_os_error(libc::EIO).into();
+        assert!(matches!(e, ShardError::Io(_)));
     }
 }

@@ -1,5 +1,6 @@
 //! The shard store's RPC surface: `PUT|GET|DELETE /v1/shard/<version hex>/<shard index>`,
-//! GET taking `?offset=&len=`. Only routing and status mapping live here.
+//! GET taking `?offset=&len=`. Only routing and status mapping live here. A PUT the node has no
+//! space for is answered `507 Insufficient Storage`, before its body is read when possible.
 
 use futures::TryStreamExt;
 use http::{Method, Request, StatusCode};
@@ -24,6 +25,14 @@ pub fn shard_path_and_query(
         }
         None => format!("/v1/shard/{version}/{shard_index}"),
     }
+}
+
+/// The status of a shard PUT refused for lack of space.
+const DISK_FULL: StatusCode = StatusCode::INSUFFICIENT_STORAGE;
+
+/// Whether a node refused a shard for lack of space.
+pub fn is_disk_full(e: &RpcError) -> bool {
+    matches!(e, RpcError::Status { status, .. } if *status == DISK_FULL.as_u16())
 }
 
 /// Timeout of one shard delete.
@@ -83,10 +92,15 @@ fn error_response(e: ShardError) -> RpcResponse {
         ShardError::BadHeader(_) | ShardError::HeaderMismatch | ShardError::Body(_) => {
             StatusCode::BAD_REQUEST
         }
+        ShardError::DiskFull(_) => DISK_FULL,
         ShardError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %e, "shard store failed");
+    }
+    if status == DISK_FULL {
+        // Expected when the node fills; the gateway then skips this node for a while.
+        tracing::warn!(error = %e, "shard refused");
     }
     status_response(status, e.to_string())
 }

@@ -26,6 +26,9 @@ const BATCH_BYTES: usize = 1 << 20;
 const ALIGN: usize = 4096;
 /// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 1024;
+/// Most bytes a writer has taken that may not be on disk yet: one batch being written and one
+/// filling (or pending) behind it.
+pub(super) const WRITER_BUFFERED_BYTES: u64 = 2 * BATCH_BYTES as u64;
 
 /// The writer for one new shard file.
 pub(super) enum ShardFileWriter {
