@@ -210,7 +210,8 @@ class LocalCluster(Cluster):
 
     def script(self, *args, check=True):
         env = dict(os.environ, BAOBAB_BIN=BIN,
-                   BAOBAB_RETIRED_DATA_GRACE_SECS=str(RETIRED_DATA_GRACE_SECS))
+                   BAOBAB_RETIRED_DATA_GRACE_SECS=str(RETIRED_DATA_GRACE_SECS),
+                   BAOBAB_SHARD_RESERVE_BYTES=str(64 * MiB))
         return subprocess.run(
             [LOCAL_CLUSTER, args[0], str(self.dir), *args[1:]],
             env=env,

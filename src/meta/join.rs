@@ -6,10 +6,16 @@
 //! get two leaders. It asks the leader to take it out of the voters, catch it up as a learner
 //! and make it a voter again.
 //!
-//! The rule: ask every other member (`/v1/meta/probe`). Any member already in a group → rejoin.
-//! A majority of the members (this one included) empty → initialize. Otherwise wait and ask again.
+//! What tells them apart is a marker beside the metadata directory (`<meta dir>.joined`),
+//! written once the member is in a group: present with an empty store, the store was lost.
+//!
+//! The rule: ask every other member (`/v1/meta/probe`). Any member already in a group → a
+//! member that lost its store rejoins; a new member (no marker) waits for the leader's
+//! replication, since it is in the configured membership. A majority of the members (this one
+//! included) empty → initialize. Otherwise wait and ask again.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
@@ -74,13 +80,49 @@ pub fn in_group(raft: &Raft) -> bool {
         .is_some()
 }
 
+/// The marker of a member that has been in a group: `<meta dir>.joined`.
+pub fn marker_path(meta_dir: &Path) -> PathBuf {
+    let mut name = meta_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".joined");
+    meta_dir.with_file_name(name)
+}
+
+/// Writes the marker once this member is in a group (at once if it already is).
+pub async fn remember_joined(raft: Raft, marker: PathBuf, me: NodeId) {
+    let joined = raft
+        .wait(None)
+        .metrics(
+            |m| {
+                m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .next()
+                    .is_some()
+            },
+            "in a group",
+        )
+        .await;
+    if joined.is_err() || marker.exists() {
+        return;
+    }
+    if let Err(e) =
+        crate::fsutil::write_durable(&marker, b"this member has joined its metadata group\n").await
+    {
+        warn!(node = %me, error = %e, path = %marker.display(), "could not write the metadata member marker");
+    }
+}
+
 /// Runs on a member whose store was empty at start, until it initialized the group with the
-/// others or rejoined it.
+/// others, rejoined it (`was_member`: its marker says it had been in it), or found it exists.
 pub async fn join_or_initialize(
     raft: Raft,
     rpc: RpcClient,
     me: NodeId,
     members: BTreeMap<NodeId, String>,
+    was_member: bool,
 ) {
     let majority = members.len() / 2 + 1;
     let mut rounds = 0u64;
@@ -96,6 +138,10 @@ pub async fn join_or_initialize(
                 Ok(ProbeReply { in_group: false }) => empty += 1,
                 Err(_) => {}
             }
+        }
+        if existing && !was_member {
+            info!(node = %me, "the metadata group exists: joining through the leader's replication");
+            return;
         }
         if existing {
             warn!(node = %me, "metadata store is empty but the group exists: rejoining as a learner, never initializing");

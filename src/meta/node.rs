@@ -18,8 +18,8 @@ use super::error::{MetaError, MetaRpcError};
 use super::join;
 use super::model::{Command, CommandResult, GarbageRecord, Proposal, Query, QueryResult, Write};
 use super::raft::{
-    raft_config, AppendReply, NetworkFactory, Raft, SnapshotReply, SnapshotRequest, VoteReply,
-    PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE,
+    raft_config, AppendReply, ChunkReply, NetworkFactory, Raft, SnapshotChunk, VoteReply,
+    PATH_APPEND, PATH_SNAPSHOT_CHUNK, PATH_VOTE,
 };
 use super::store::{LogStore, MetaDb, StateMachineStore};
 use crate::rpc::{decode, encode, RpcClient};
@@ -71,6 +71,15 @@ pub struct MetaNode {
     raft: Raft,
     db: Arc<MetaDb>,
     writes: mpsc::Sender<PendingWrite>,
+    /// The snapshot being received from the leader, if any.
+    receiving: tokio::sync::Mutex<Option<Receiving>>,
+}
+
+/// A snapshot transfer in progress: the file it is written to and the next expected offset.
+struct Receiving {
+    snapshot_id: String,
+    file: tokio::fs::File,
+    next_offset: u64,
 }
 
 /// A write waiting for the group-commit loop.
@@ -188,11 +197,14 @@ impl MetaNode {
             config,
             NetworkFactory { rpc: rpc.clone() },
             LogStore::new(db.clone()),
-            StateMachineStore::new(db.clone()),
+            StateMachineStore::open(db.clone())?,
         )
         .await
         .map_err(|e| MetaError::Raft(e.to_string()))?;
         info!(node = %cfg.node_id, fresh, dir = %cfg.dir.display(), "metadata raft started");
+        let marker = join::marker_path(&cfg.dir);
+        let was_member = marker.exists();
+        tokio::spawn(join::remember_joined(raft.clone(), marker, cfg.node_id));
         if fresh {
             // A new cluster, or a member that lost its store: `join` tells them apart.
             tokio::spawn(join::join_or_initialize(
@@ -200,6 +212,7 @@ impl MetaNode {
                 rpc,
                 cfg.node_id,
                 cfg.members.clone(),
+                was_member,
             ));
         }
         spawn_leader_logger(cfg.node_id, &raft);
@@ -210,6 +223,7 @@ impl MetaNode {
             raft,
             db,
             writes,
+            receiving: tokio::sync::Mutex::new(None),
         }))
     }
 
@@ -232,16 +246,7 @@ impl MetaNode {
                 let reply: VoteReply = self.raft.vote(decode(&body).map_err(bad)?).await;
                 encode(&reply)
             }
-            PATH_SNAPSHOT => {
-                let req: SnapshotRequest = decode(&body).map_err(bad)?;
-                let snapshot = Snapshot {
-                    meta: req.meta,
-                    snapshot: Box::new(std::io::Cursor::new(req.data)),
-                };
-                let reply: SnapshotReply =
-                    self.raft.install_full_snapshot(req.vote, snapshot).await;
-                encode(&reply)
-            }
+            PATH_SNAPSHOT_CHUNK => encode(&self.receive_chunk(decode(&body).map_err(bad)?).await),
             PATH_META_WRITE => encode(&self.write(decode(&body).map_err(bad)?).await),
             PATH_META_READ => encode(&self.read(&decode(&body).map_err(bad)?).await),
             join::PATH_META_PROBE => encode(&join::ProbeReply {
@@ -257,6 +262,58 @@ impl MetaNode {
             }
         };
         reply.map_err(|e| MetaRpcError::internal(e.to_string()))
+    }
+
+    /// Appends one chunk of a snapshot the leader streams; installs it after the last.
+    async fn receive_chunk(&self, chunk: SnapshotChunk) -> ChunkReply {
+        use tokio::io::AsyncWriteExt;
+        let path = match self.db.received_snapshot_path(&chunk.meta.snapshot_id) {
+            Ok(p) => p,
+            Err(e) => return ChunkReply::Restart(e.to_string()),
+        };
+        let mut receiving = self.receiving.lock().await;
+        if chunk.offset == 0 {
+            match tokio::fs::File::create(&path).await {
+                Ok(file) => {
+                    *receiving = Some(Receiving {
+                        snapshot_id: chunk.meta.snapshot_id.clone(),
+                        file,
+                        next_offset: 0,
+                    })
+                }
+                Err(e) => return ChunkReply::Restart(e.to_string()),
+            }
+        }
+        let Some(r) = receiving.as_mut() else {
+            return ChunkReply::Restart("no snapshot transfer in progress".into());
+        };
+        if r.snapshot_id != chunk.meta.snapshot_id || r.next_offset != chunk.offset {
+            return ChunkReply::Restart(format!("expected {} at {}", r.snapshot_id, r.next_offset));
+        }
+        if let Err(e) = r.file.write_all(&chunk.data).await {
+            *receiving = None;
+            return ChunkReply::Restart(e.to_string());
+        }
+        r.next_offset += chunk.data.len() as u64;
+        if !chunk.done {
+            return ChunkReply::Continue;
+        }
+        let synced = r.file.sync_all().await;
+        *receiving = None;
+        drop(receiving);
+        if let Err(e) = synced {
+            return ChunkReply::Restart(e.to_string());
+        }
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) => return ChunkReply::Restart(e.to_string()),
+        };
+        info!(node = %self.id, snapshot_id = %chunk.meta.snapshot_id, bytes = chunk.offset + chunk.data.len() as u64, "metadata snapshot received");
+        let snapshot = Snapshot {
+            meta: chunk.meta,
+            snapshot: Box::new(file),
+        };
+        ChunkReply::Installed(self.raft.install_full_snapshot(chunk.vote, snapshot).await)
     }
 
     /// Replicates and applies one write if this node leads (group-committed with the writes
@@ -384,7 +441,7 @@ mod tests {
     use hyper::body::Incoming;
 
     use super::*;
-    use crate::meta::model::{ListObjectsQuery, ObjectRecord};
+    use crate::meta::model::{ListObjectsQuery, ObjectData, ObjectRecord};
     use crate::meta::MetaClient;
     use crate::rpc::{
         full_body, read_body, serve, status_response, ClusterSecret, RpcHandler, RpcResponse,
@@ -452,7 +509,7 @@ mod tests {
         for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
             let cfg = MetaConfig {
                 node_id: id,
-                dir: dir.path().to_path_buf(),
+                dir: dir.path().join("meta"),
                 members: members.clone(),
             };
             let node = MetaNode::open(cfg, RpcClient::new(secret.clone(), addrs.clone()))
@@ -642,6 +699,19 @@ mod tests {
     /// its own; it ends with every record.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_member_that_lost_its_store_rejoins_as_a_learner_first() {
+        wipe_and_rejoin(50, 0, false).await;
+    }
+
+    /// The same through a snapshot of more than 256 MiB (the log is purged first): it is built
+    /// once, streamed in chunks far below the RPC message limit, and installed in batches.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wiped_member_rejoins_through_a_large_snapshot() {
+        wipe_and_rejoin(264, 1 << 20, true).await;
+    }
+
+    /// Writes `records` objects of `inline_bytes` each (plus their number), wipes a follower's
+    /// metadata, restarts it, and checks that it rejoins and holds every record.
+    async fn wipe_and_rejoin(records: u64, inline_bytes: usize, purge_log: bool) {
         let secret = ClusterSecret::new("meta-test-secret");
         let mut listeners = Vec::new();
         let mut members = BTreeMap::new();
@@ -658,7 +728,8 @@ mod tests {
         let mut nodes = Vec::new();
         let mut stops = Vec::new();
         for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
-            let (node, stop) = start_member(id, dir.path(), listener, &members, &secret).await;
+            let (node, stop) =
+                start_member(id, &dir.path().join("meta"), listener, &members, &secret).await;
             nodes.push(node);
             stops.push(stop);
         }
@@ -676,14 +747,27 @@ mod tests {
             })
             .await
             .expect("create");
-        for i in 0..50u64 {
+        let record_of = |i: u64| {
+            let mut r = object(i);
+            if inline_bytes > 0 {
+                r.data = ObjectData::Inline(vec![(i % 251) as u8; inline_bytes]);
+            }
+            r
+        };
+        use futures::StreamExt;
+        let puts = futures::stream::iter(0..records).map(|i| {
+            let client = client.clone();
             let cmd = Command::PutObject {
                 bucket: "photos".into(),
-                key: format!("k{i:02}"),
-                record: object(i),
+                key: format!("k{i:04}"),
+                record: record_of(i),
                 condition: None,
             };
-            client.write(cmd).await.expect("put");
+            async move { client.write(cmd).await }
+        });
+        let results: Vec<_> = puts.buffer_unordered(8).collect().await;
+        for r in results {
+            assert_eq!(r.expect("put"), CommandResult::ObjectPut);
         }
         // Wipe a member that does not lead.
         let leader = client.cached_leader().expect("leader");
@@ -693,6 +777,25 @@ mod tests {
             .expect("a follower");
         let pos = (victim.0 - 1) as usize;
         let leader_node = nodes[(leader.0 - 1) as usize].clone();
+        if purge_log {
+            // Every member snapshots and drops its log: a member starting empty can only be
+            // caught up with a snapshot.
+            for n in &nodes {
+                n.raft.trigger().snapshot().await.expect("trigger snapshot");
+            }
+            for n in &nodes {
+                let target = n.raft.metrics().borrow().last_applied.map(|l| l.index);
+                n.raft
+                    .wait(Some(Duration::from_secs(60)))
+                    .metrics(|m| m.snapshot.map(|l| l.index) >= target, "snapshot built")
+                    .await
+                    .expect("snapshot built");
+                if let Some(index) = target {
+                    n.raft.trigger().purge_log(index).await.expect("purge");
+                }
+            }
+        }
+        let builds_before = leader_node.db.snapshot_builds();
         let membership_before = leader_node
             .raft
             .metrics()
@@ -700,9 +803,25 @@ mod tests {
             .membership_config
             .log_id()
             .map(|l| l.index);
-        nodes[pos].shutdown().await;
+        let old = nodes.remove(pos);
+        old.shutdown().await;
         let _ = stops.remove(pos).send(());
-        let wiped = tempfile::tempdir().expect("tempdir");
+        // Gone as a process exit would be: its database closed before the directory goes.
+        let old_db = Arc::downgrade(&old.db);
+        drop(old);
+        for _ in 0..100 {
+            if old_db.upgrade().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            old_db.upgrade().is_none(),
+            "the stopped member's database is still open"
+        );
+        let wiped = dirs[pos].path().join("meta");
+        std::fs::remove_dir_all(&wiped).expect("wipe the member's metadata");
+        assert!(join::marker_path(&wiped).exists(), "the member had joined");
         let mut listener = None;
         for _ in 0..50 {
             match tokio::net::TcpListener::bind(&members[&victim]).await {
@@ -714,7 +833,7 @@ mod tests {
             }
         }
         let listener = listener.expect("rebind the wiped member's address");
-        let (back, _stop) = start_member(victim, wiped.path(), listener, &members, &secret).await;
+        let (back, _stop) = start_member(victim, &wiped, listener, &members, &secret).await;
 
         // It is demoted, caught up, and promoted again by the leader.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -733,13 +852,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // And holds every record.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let last = records - 1;
         loop {
             let q = Query::GetObject {
                 bucket: "photos".into(),
-                key: "k49".into(),
+                key: format!("k{last:04}"),
             };
-            if back.db.query(&q).expect("query") == QueryResult::Object(Some(object(49))) {
+            if back.db.query(&q).expect("query") == QueryResult::Object(Some(record_of(last))) {
                 break;
             }
             assert!(
@@ -749,11 +869,29 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        if purge_log {
+            let q = Query::GetObject {
+                bucket: "photos".into(),
+                key: "k0000".into(),
+            };
+            assert_eq!(
+                back.db.query(&q).expect("query"),
+                QueryResult::Object(Some(record_of(0)))
+            );
+            assert!(
+                back.raft.metrics().borrow().snapshot.is_some(),
+                "the member was caught up from the log, not a snapshot"
+            );
+            // The leader sent the snapshot it had: at most one more build, never one per try.
+            assert!(
+                leader_node.db.snapshot_builds() <= builds_before + 1,
+                "the leader built {} snapshots while the member rejoined",
+                leader_node.db.snapshot_builds() - builds_before
+            );
+        }
         back.shutdown().await;
-        for (i, n) in nodes.iter().enumerate() {
-            if i != pos {
-                n.shutdown().await;
-            }
+        for n in &nodes {
+            n.shutdown().await;
         }
     }
 }

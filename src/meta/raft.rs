@@ -2,7 +2,6 @@
 //! RPC (`/v1/raft/append`, `/v1/raft/vote`, `/v1/raft/snapshot`, MessagePack bodies). Knows
 //! nothing of the state machine's contents.
 
-use std::io::Cursor;
 use std::time::Duration;
 
 use openraft::error::{
@@ -29,7 +28,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
@@ -42,13 +41,17 @@ pub type StorageError = openraft::StorageError<RaftNodeId>;
 
 pub const PATH_APPEND: &str = "/v1/raft/append";
 pub const PATH_VOTE: &str = "/v1/raft/vote";
-pub const PATH_SNAPSHOT: &str = "/v1/raft/snapshot";
+pub const PATH_SNAPSHOT_CHUNK: &str = "/v1/raft/snapshot/chunk";
 
 /// Bound on one append-entries or vote call (openraft's own ttl for appends is the heartbeat
 /// interval, too tight for a batch that waits on a follower's fsync on a loaded disk).
 pub const APPEND_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bound on sending a whole snapshot.
-pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on sending one snapshot chunk.
+pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on the last chunk, which the follower answers once it installed the snapshot.
+pub const SNAPSHOT_INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Bytes of snapshot file per chunk (well under the RPC message limit).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 8 << 20;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 150;
 pub const ELECTION_TIMEOUT_MIN_MS: u64 = 600;
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1200;
@@ -68,7 +71,7 @@ pub fn raft_config() -> openraft::Config {
         heartbeat_interval: HEARTBEAT_INTERVAL_MS,
         election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
         election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
-        install_snapshot_timeout: SNAPSHOT_TIMEOUT.as_millis() as u64,
+        install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT.as_millis() as u64,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_N_LOGS),
         max_in_snapshot_log_to_keep: LOGS_KEPT_BEHIND_SNAPSHOT,
         purge_batch_size: 256,
@@ -80,17 +83,31 @@ pub fn raft_config() -> openraft::Config {
 pub type AppendReply = Result<AppendEntriesResponse<RaftNodeId>, RaftError<RaftNodeId>>;
 /// Reply to `/v1/raft/vote`.
 pub type VoteReply = Result<VoteResponse<RaftNodeId>, RaftError<RaftNodeId>>;
-/// Reply to `/v1/raft/snapshot`.
+/// The follower's answer once it installed a snapshot.
 pub type SnapshotReply = Result<SnapshotResponse<RaftNodeId>, Fatal<RaftNodeId>>;
 
-/// Body of `/v1/raft/snapshot`: a whole snapshot in one message (the state is small for now; a
-/// streamed transfer replaces this when it is not).
+/// Body of `/v1/raft/snapshot/chunk`: the snapshot file is sent in order, chunk by chunk; the
+/// follower appends each to a file and installs it after the last (`done`).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SnapshotRequest {
+pub struct SnapshotChunk {
     pub vote: Vote<RaftNodeId>,
     pub meta: SnapshotMeta<RaftNodeId, BasicNode>,
+    /// Where `data` starts in the file; 0 starts a new transfer.
+    pub offset: u64,
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
+    pub done: bool,
+}
+
+/// Reply to `/v1/raft/snapshot/chunk`.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ChunkReply {
+    /// Appended; send the next.
+    Continue,
+    /// The last chunk: the install's outcome.
+    Installed(SnapshotReply),
+    /// The follower lost the transfer (restart, another transfer, a write error): start over.
+    Restart(String),
 }
 
 /// Makes one [`Network`] per peer; all share the RPC client.
@@ -181,6 +198,7 @@ impl RaftNetwork<TypeConfig> for Network {
         Err(RPCError::Network(NetworkError::new(&e)))
     }
 
+    /// Streams the snapshot file in chunks (never whole in memory, never one huge message).
     async fn full_snapshot(
         &mut self,
         vote: Vote<RaftNodeId>,
@@ -188,18 +206,60 @@ impl RaftNetwork<TypeConfig> for Network {
         cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<RaftNodeId>, StreamingError<TypeConfig, Fatal<RaftNodeId>>> {
-        let req = SnapshotRequest {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot.into_inner(),
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let io_error = |e: std::io::Error| StreamingError::Network(NetworkError::new(&e));
+        let net_error = |e: RpcError| match &e {
+            RpcError::Connect { .. } | RpcError::UnknownNode(_) => {
+                StreamingError::Unreachable(Unreachable::new(&e))
+            }
+            _ => StreamingError::Network(NetworkError::new(&e)),
         };
-        let reply: SnapshotReply = tokio::select! {
-            closed = cancel => return Err(StreamingError::Closed(closed)),
-            r = self.call(PATH_SNAPSHOT, &req, SNAPSHOT_TIMEOUT) => r.map_err(|e| match &e {
-                RpcError::Connect { .. } | RpcError::UnknownNode(_) => StreamingError::Unreachable(Unreachable::new(&e)),
-                _ => StreamingError::Network(NetworkError::new(&e)),
-            })?,
-        };
-        reply.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+        tokio::pin!(cancel);
+        let mut file = snapshot.snapshot;
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(io_error)?;
+        let mut offset = 0u64;
+        loop {
+            let mut data = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+            let mut n = 0;
+            while n < data.len() {
+                let got = file.read(&mut data[n..]).await.map_err(io_error)?;
+                if got == 0 {
+                    break;
+                }
+                n += got;
+            }
+            data.truncate(n);
+            let done = n < SNAPSHOT_CHUNK_BYTES;
+            let chunk = SnapshotChunk {
+                vote,
+                meta: snapshot.meta.clone(),
+                offset,
+                data,
+                done,
+            };
+            let timeout = if done {
+                SNAPSHOT_INSTALL_TIMEOUT
+            } else {
+                SNAPSHOT_CHUNK_TIMEOUT
+            };
+            let reply: ChunkReply = tokio::select! {
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+                r = self.call(PATH_SNAPSHOT_CHUNK, &chunk, timeout) => r.map_err(net_error)?,
+            };
+            match reply {
+                ChunkReply::Continue if !done => offset += n as u64,
+                ChunkReply::Installed(r) if done => {
+                    return r
+                        .map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+                }
+                other => {
+                    let e =
+                        std::io::Error::other(format!("snapshot transfer restarted: {other:?}"));
+                    return Err(StreamingError::Network(NetworkError::new(&e)));
+                }
+            }
+        }
     }
 }

@@ -243,10 +243,7 @@ fn listing_is_scoped_to_the_bucket() {
         created_ms: 1,
     };
     assert_eq!(s.run(&other), CommandResult::BucketCreated);
-    assert!(matches!(
-        s.run(&put("c", "k2")),
-        CommandResult::ObjectPut
-    ));
+    assert!(matches!(s.run(&put("c", "k2")), CommandResult::ObjectPut));
     assert_eq!(names(&list(&s, "", None, None, 10)).0, vec!["k1"]);
     let q = ListObjectsQuery {
         bucket: "nope".into(),

@@ -15,16 +15,20 @@
 //!   log write also makes every earlier apply durable.
 //! - `purge` records the last purged id and deletes the entries in one synced batch: a crash
 //!   leaves both or neither, and every apply before it is durable first.
-//! - `install_snapshot` clears `sm_data` and writes the snapshot's data and meta in one batch.
-//! - Snapshots are not stored: [`StateMachineStore::get_current_snapshot`] builds one from a
-//!   RocksDB snapshot of the current state, so there is nothing to clean up after a crash. The
-//!   cost: openraft asks for it at every start-up and every snapshot send, and each build holds
-//!   the whole state in memory (fine while metadata is small; stream from a checkpoint later).
+//! - Snapshots are files (`<meta dir>/snapshots/<id>.snap`, format in [`super::snapshot`]),
+//!   streamed from a RocksDB snapshot when openraft asks for one and kept: the current one is
+//!   named in `sm_meta` and reused for every send until the next build, so a lagging follower
+//!   never makes the leader rebuild. A received snapshot becomes the current one.
+//! - `install_snapshot` streams the file into `sm_data` in bounded batches. It first records
+//!   which file it installs (`installing`, synced); the last batch sets `last_applied`, the
+//!   membership and the current snapshot and clears the mark (synced). A crash in between
+//!   leaves the mark, and [`StateMachineStore::open`] installs the same file again before Raft
+//!   starts, so the state machine is never seen half replaced.
 
 use std::fmt::Debug;
-use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
@@ -44,6 +48,7 @@ use super::model::{
     CommandResult, GarbageRecord, Proposal, ProposalResult, Query, QueryResult, Write,
 };
 use super::raft::{Entry, LogId, RaftNodeId, StorageError, StoredMembership, TypeConfig};
+use super::snapshot::{self as snapfile, SnapshotHeader, SnapshotReader, SnapshotWriter};
 use super::state::{self, decode_value, encode_value, KvCursor, KvEntry, Op, StateRead};
 
 const CF_RAFT_LOG: &str = "raft_log";
@@ -62,18 +67,27 @@ const KEY_BATCH_PROGRESS: &[u8] = b"batch_progress";
 /// Bound on the metadata WAL (see [`MetaDb::open`]).
 const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
 
-/// The snapshot format: a version byte then MessagePack of [`SnapshotPayload`].
-#[derive(Serialize, Deserialize)]
-struct SnapshotPayload {
-    last_applied: Option<LogId>,
-    last_membership: StoredMembership,
-    /// Every `sm_data` entry in key order (values stay in their stored, versioned form).
-    data: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+/// `sm_meta` keys of the snapshot files: the current one, and the one being installed.
+const KEY_CURRENT_SNAPSHOT: &[u8] = b"current_snapshot";
+const KEY_INSTALLING: &[u8] = b"installing_snapshot";
+/// Bytes of snapshot entries written per (unsynced) batch while installing.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
+
+/// A snapshot file and what it is of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<RaftNodeId, BasicNode>,
+    /// File name in the snapshots directory.
+    file: String,
 }
 
 /// One node's metadata database.
 pub struct MetaDb {
     db: DB,
+    /// Where snapshot files live.
+    snapshots: PathBuf,
+    /// Snapshots built since open (for tests and status).
+    builds: AtomicU64,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> MetaError {
@@ -95,7 +109,13 @@ impl MetaDb {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(storage_err)?;
-        Ok(Arc::new(MetaDb { db }))
+        let snapshots = snapfile::snapshots_dir(path);
+        std::fs::create_dir_all(&snapshots).map_err(storage_err)?;
+        Ok(Arc::new(MetaDb {
+            db,
+            snapshots,
+            builds: AtomicU64::new(0),
+        }))
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
@@ -144,6 +164,17 @@ impl MetaDb {
             Some(Err(e)) => Err(storage_err(e)),
             Some(Ok((_, v))) => Ok(Some(decode_value::<Entry>(&v)?.log_id)),
         }
+    }
+
+    /// Snapshots built since this database was opened.
+    #[cfg(test)]
+    pub fn snapshot_builds(&self) -> u64 {
+        self.builds.load(Ordering::Relaxed)
+    }
+
+    /// The path a snapshot being received from the leader is assembled at.
+    pub fn received_snapshot_path(&self, snapshot_id: &str) -> Result<PathBuf, MetaError> {
+        Ok(self.snapshots.join(snapfile::file_name(snapshot_id, true)?))
     }
 
     /// Answers a query from the local state machine (the caller ensures linearizability).
@@ -391,8 +422,14 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    pub fn new(db: Arc<MetaDb>) -> Self {
-        StateMachineStore { db }
+    /// Opens the state machine, finishing a snapshot install a crash interrupted.
+    pub fn open(db: Arc<MetaDb>) -> Result<Self, MetaError> {
+        let sm = StateMachineStore { db };
+        if let Some(pending) = sm.db.get_meta::<SnapshotFile>(CF_SM_META, KEY_INSTALLING)? {
+            tracing::warn!(snapshot_id = %pending.meta.snapshot_id, "finishing a snapshot install interrupted by a crash");
+            sm.install(&pending.meta, &pending.file)?;
+        }
+        Ok(sm)
     }
 
     fn put_applied(&self, batch: &mut WriteBatch, log_id: &LogId) -> Result<(), MetaError> {
@@ -483,7 +520,8 @@ impl StateMachineStore {
         Ok(ProposalResult::default())
     }
 
-    /// Serializes the whole state at one RocksDB snapshot.
+    /// Writes the whole state at one RocksDB snapshot into a new snapshot file, streaming,
+    /// and makes it the current snapshot.
     fn build(&self) -> Result<Snapshot<TypeConfig>, MetaError> {
         let snap = self.db.db.snapshot();
         let get = |cf: &str, key: &[u8]| -> Result<Option<Vec<u8>>, MetaError> {
@@ -496,54 +534,147 @@ impl StateMachineStore {
             .map(|v| decode_value(&v))
             .transpose()?
             .unwrap_or_default();
-        let mut data = Vec::new();
-        for item in snap.iterator_cf(self.db.cf(CF_SM_DATA), IteratorMode::Start) {
-            let (k, v) = item.map_err(storage_err)?;
-            data.push((
-                serde_bytes::ByteBuf::from(k.to_vec()),
-                serde_bytes::ByteBuf::from(v.to_vec()),
-            ));
-        }
-        let n_keys = data.len();
-        let payload = SnapshotPayload {
+        let header = SnapshotHeader {
             last_applied,
             last_membership: last_membership.clone(),
-            data,
         };
-        let bytes = encode_value(&payload)?;
+        let tmp = self
+            .db
+            .snapshots
+            .join(format!("build-{:016x}.tmp", rand::random::<u64>()));
+        let mut writer = SnapshotWriter::create(&tmp, &header)?;
+        for item in snap.iterator_cf(self.db.cf(CF_SM_DATA), IteratorMode::Start) {
+            let (k, v) = item.map_err(storage_err)?;
+            writer.push(&k, &v)?;
+        }
+        let n_keys = writer.entries;
+        let size = writer.finish()?;
         let snapshot_id = match &last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, bytes.len()),
-            None => format!("empty-{}", bytes.len()),
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, size),
+            None => format!("empty-{size}"),
         };
-        info!(%snapshot_id, n_keys, size_bytes = bytes.len(), "metadata snapshot built");
+        let file = snapfile::file_name(&snapshot_id, false)?;
+        std::fs::rename(&tmp, self.db.snapshots.join(&file)).map_err(storage_err)?;
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership,
+            snapshot_id: snapshot_id.clone(),
+        };
+        self.set_current(&SnapshotFile {
+            meta: meta.clone(),
+            file,
+        })?;
+        self.db.builds.fetch_add(1, Ordering::Relaxed);
+        info!(%snapshot_id, n_keys, size_bytes = size, "metadata snapshot built");
+        self.open_snapshot(meta)
+    }
+
+    /// Records `current` as the current snapshot (synced) and removes every other file.
+    fn set_current(&self, current: &SnapshotFile) -> Result<(), MetaError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.db.cf(CF_SM_META),
+            KEY_CURRENT_SNAPSHOT,
+            encode_value(current)?,
+        );
+        self.db.write(batch, true)?;
+        self.remove_snapshot_files_except(&current.file);
+        Ok(())
+    }
+
+    /// Best effort: a file left behind is removed by the next call. (A send still reading an
+    /// unlinked file keeps reading it.)
+    fn remove_snapshot_files_except(&self, keep: &str) {
+        let Ok(entries) = std::fs::read_dir(&self.db.snapshots) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale = name.ends_with(".snap") || name.starts_with("build-");
+            if stale && name != keep {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn open_snapshot(
+        &self,
+        meta: SnapshotMeta<RaftNodeId, BasicNode>,
+    ) -> Result<Snapshot<TypeConfig>, MetaError> {
+        let file = snapfile::file_name(&meta.snapshot_id, false)?;
+        let f = std::fs::File::open(self.db.snapshots.join(file)).map_err(storage_err)?;
         Ok(Snapshot {
-            meta: SnapshotMeta {
-                last_log_id: last_applied,
-                last_membership,
-                snapshot_id,
-            },
-            snapshot: Box::new(Cursor::new(bytes)),
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(f)),
         })
     }
 
+    /// The current snapshot, if its file is there.
+    fn current(&self) -> Result<Option<Snapshot<TypeConfig>>, MetaError> {
+        let Some(current) = self
+            .db
+            .get_meta::<SnapshotFile>(CF_SM_META, KEY_CURRENT_SNAPSHOT)?
+        else {
+            return Ok(None);
+        };
+        if !self.db.snapshots.join(&current.file).exists() {
+            return Ok(None);
+        }
+        self.open_snapshot(current.meta).map(Some)
+    }
+
+    /// Replaces the state with the snapshot in `file` (named `name` in the snapshots
+    /// directory), streaming, crash-safe (see the module doc).
     fn install(
         &self,
         meta: &SnapshotMeta<RaftNodeId, BasicNode>,
-        bytes: &[u8],
+        name: &str,
     ) -> Result<(), MetaError> {
-        let payload: SnapshotPayload = decode_value(bytes)?;
-        if payload.last_applied != meta.last_log_id {
-            return Err(MetaError::Codec(format!(
-                "snapshot data is at {:?} but its meta says {:?}",
-                payload.last_applied, meta.last_log_id
-            )));
-        }
+        let record = SnapshotFile {
+            meta: meta.clone(),
+            file: name.to_string(),
+        };
+        let path = self.db.snapshots.join(name);
+        let open = || -> Result<SnapshotReader, MetaError> {
+            let f = std::fs::File::open(&path).map_err(storage_err)?;
+            let (reader, header) = SnapshotReader::open(f)?;
+            if header.last_applied != meta.last_log_id {
+                return Err(MetaError::Codec(format!(
+                    "snapshot data is at {:?} but its meta says {:?}",
+                    header.last_applied, meta.last_log_id
+                )));
+            }
+            Ok(reader)
+        };
+        // Read it through once before touching the state: a bad file is refused whole.
+        let mut check = open()?;
+        while check.next_batch()?.is_some() {}
         let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.db.cf(CF_SM_META),
+            KEY_INSTALLING,
+            encode_value(&record)?,
+        );
+        self.db.write(batch, true)?;
+
+        let mut reader = open()?;
         let data_cf = self.db.cf(CF_SM_DATA);
-        // Every key starts with a printable prefix byte ('b', 'k', 'o'): [0] .. [0xff] covers them.
+        let mut batch = WriteBatch::default();
+        // Every key starts with a printable prefix byte: [0] .. [0xff] covers them.
         batch.delete_range_cf(data_cf, [0u8].as_slice(), [0xffu8].as_slice());
-        for (k, v) in payload.data {
-            batch.put_cf(data_cf, k, v);
+        let mut bytes = 0usize;
+        let mut n_keys = 0u64;
+        while let Some(entries) = reader.next_batch()? {
+            for (k, v) in entries {
+                bytes += k.len() + v.len();
+                n_keys += 1;
+                batch.put_cf(data_cf, k, v);
+            }
+            if bytes >= INSTALL_BATCH_BYTES {
+                self.db.write(std::mem::take(&mut batch), false)?;
+                bytes = 0;
+            }
         }
         let meta_cf = self.db.cf(CF_SM_META);
         batch.put_cf(
@@ -555,9 +686,26 @@ impl StateMachineStore {
             Some(l) => self.put_applied(&mut batch, l)?,
             None => batch.delete_cf(meta_cf, KEY_LAST_APPLIED),
         }
+        batch.delete_cf(meta_cf, KEY_BATCH_PROGRESS);
+        batch.put_cf(meta_cf, KEY_CURRENT_SNAPSHOT, encode_value(&record)?);
+        batch.delete_cf(meta_cf, KEY_INSTALLING);
         self.db.write(batch, true)?;
-        info!(snapshot_id = %meta.snapshot_id, "metadata snapshot installed");
+        self.remove_snapshot_files_except(name);
+        info!(snapshot_id = %meta.snapshot_id, n_keys, "metadata snapshot installed");
         Ok(())
+    }
+
+    /// Takes over a received snapshot file (renamed to its final name) and installs it.
+    fn install_received(
+        &self,
+        meta: &SnapshotMeta<RaftNodeId, BasicNode>,
+    ) -> Result<(), MetaError> {
+        let received = self.db.received_snapshot_path(&meta.snapshot_id)?;
+        let name = snapfile::file_name(&meta.snapshot_id, false)?;
+        if received.exists() {
+            std::fs::rename(&received, self.db.snapshots.join(&name)).map_err(storage_err)?;
+        }
+        self.install(meta, &name)
     }
 }
 
@@ -604,24 +752,53 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// Only for openraft's chunked transfer, which is not used: snapshots arrive through
+    /// `/v1/raft/snapshot/chunk` into [`MetaDb::received_snapshot_path`].
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self
+            .db
+            .snapshots
+            .join(format!("build-{:016x}.tmp", rand::random::<u64>()));
+        let f = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
+        Ok(Box::new(f))
     }
 
+    /// Installs a snapshot received into [`MetaDb::received_snapshot_path`] (the file handle
+    /// openraft passes is that file).
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<RaftNodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        self.install(meta, snapshot.get_ref())
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+        let fail = |e: MetaError| StorageIOError::write_snapshot(Some(meta.signature()), &e).into();
+        let received = self
+            .db
+            .received_snapshot_path(&meta.snapshot_id)
+            .map_err(fail)?;
+        if !received.exists() {
+            // Handed over some other way: copy it where a received snapshot lives.
+            use tokio::io::AsyncSeekExt;
+            let copy = async {
+                snapshot.seek(std::io::SeekFrom::Start(0)).await?;
+                let mut out = tokio::fs::File::create(&received).await?;
+                tokio::io::copy(&mut snapshot, &mut out).await?;
+                out.sync_all().await
+            };
+            copy.await.map_err(|e| fail(storage_err(e)))?;
+        }
+        self.install_received(meta).map_err(fail)
     }
 
+    /// The current snapshot (built once, reused until the next build); built now if there is
+    /// none yet.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        // Built fresh: always covers every purged log entry, and nothing is kept on disk.
-        let snapshot = self
-            .build()
-            .map_err(|e| StorageError::from(StorageIOError::read_state_machine(&e)))?;
+        let read_err = |e: MetaError| StorageError::from(StorageIOError::read_state_machine(&e));
+        let snapshot = match self.current().map_err(read_err)? {
+            Some(s) => s,
+            None => self.build().map_err(read_err)?,
+        };
         Ok(snapshot.meta.last_log_id.is_some().then_some(snapshot))
     }
 }
@@ -711,7 +888,7 @@ mod tests {
     async fn apply_then_snapshot_install_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = MetaDb::open(dir.path()).expect("open");
-        let mut sm = StateMachineStore::new(db.clone());
+        let mut sm = StateMachineStore::open(db.clone()).expect("open sm");
         let members: BTreeMap<u64, BasicNode> = [(1, BasicNode::new("a:1"))].into();
         let membership = Membership::new(vec![BTreeSet::from([1])], members);
         let entries = vec![
@@ -743,7 +920,7 @@ mod tests {
 
         let dir2 = tempfile::tempdir().expect("tempdir");
         let db2 = MetaDb::open(dir2.path()).expect("open");
-        let mut sm2 = StateMachineStore::new(db2.clone());
+        let mut sm2 = StateMachineStore::open(db2.clone()).expect("open sm");
         sm2.apply(vec![entry(1, 1, bucket("stale"))])
             .await
             .expect("apply");
@@ -768,10 +945,28 @@ mod tests {
         };
         let bytes = sm.build().expect("build").snapshot;
         assert!(sm2.install_snapshot(&bad, bytes).await.is_err());
+        let garbage_path = dir2.path().join("garbage");
+        std::fs::write(&garbage_path, [1u8, 0xc1]).expect("write");
+        let garbage = tokio::fs::File::open(&garbage_path).await.expect("open");
+        let garbage_meta = SnapshotMeta {
+            snapshot_id: "9-9-2".into(),
+            ..snap.meta.clone()
+        };
         assert!(sm2
-            .install_snapshot(&snap.meta, Box::new(Cursor::new(vec![1, 0xc1])))
+            .install_snapshot(&garbage_meta, Box::new(garbage))
             .await
             .is_err());
+        // Refused whole: the state is still the installed snapshot's, and reopening is clean.
+        drop(sm2);
+        let sm2 = StateMachineStore::open(db2.clone()).expect("reopen");
+        assert_eq!(
+            {
+                let mut sm2 = sm2;
+                sm2.applied_state().await.expect("applied").0
+            },
+            Some(log_id(1, 3))
+        );
+        assert!(db2.snapshot_builds() == 0, "a follower never built one");
     }
 
     fn put(key: &str, version: u128) -> Command {
@@ -806,7 +1001,7 @@ mod tests {
     async fn batch_applies_in_order_and_resumes_after_a_crash() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = MetaDb::open(dir.path()).expect("open");
-        let mut sm = StateMachineStore::new(db.clone());
+        let mut sm = StateMachineStore::open(db.clone()).expect("open sm");
         let batch = batch_entry(1, 1, vec![bucket("b"), put("k", 1), put("k", 2)]);
         let r = flat(sm.apply(vec![batch]).await.expect("apply"));
         assert_eq!(
@@ -857,7 +1052,7 @@ mod tests {
     async fn a_retried_write_is_applied_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = MetaDb::open(dir.path()).expect("open");
-        let mut sm = StateMachineStore::new(db.clone());
+        let mut sm = StateMachineStore::open(db.clone()).expect("open sm");
         let id = |seq| Some(crate::meta::model::RequestId { client: 7, seq });
         let entry_of = |index, at_ms, writes: Vec<Write>| Entry {
             log_id: log_id(1, index),
@@ -929,7 +1124,7 @@ mod tests {
     async fn metadata_disk_use_stays_bounded_under_overwrites() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = MetaDb::open(dir.path()).expect("open");
-        let mut sm = StateMachineStore::new(db.clone());
+        let mut sm = StateMachineStore::open(db.clone()).expect("open sm");
         sm.apply(vec![entry(1, 1, bucket("b"))])
             .await
             .expect("apply");
