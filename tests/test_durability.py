@@ -157,12 +157,29 @@ def test_paused_node(cluster):
         during = random_bytes(2 * MiB + 9)
         s3.put_object(Bucket="paused", Key="during", Body=during)
         assert s3.get_object(Bucket="paused", Key="during")["Body"].read() == during
-        print(f"node {victim} paused: GET + PUT + GET took {time.time() - t:.1f} s")
+        first = time.time() - t
+        # The node cost one timeout; it is avoided now, until it answers: no more timeouts.
+        t = time.time()
+        later = random_bytes(2 * MiB + 11)
+        s3.put_object(Bucket="paused", Key="later", Body=later)
+        assert s3.get_object(Bucket="paused", Key="later")["Body"].read() == later
+        assert s3.get_object(Bucket="paused", Key="before")["Body"].read() == before
+        then = time.time() - t
+        print(f"node {victim} paused: GET + PUT + GET took {first:.1f} s, then PUT + 2 GETs {then:.1f} s")
+        assert then < 4, f"a paused node that already timed out cost {then:.1f} s again"
     finally:
         os.kill(pid, signal.SIGCONT)
     wait_for_leader(cluster)
     assert s3.get_object(Bucket="paused", Key="before")["Body"].read() == before
     assert s3.get_object(Bucket="paused", Key="during")["Body"].read() == during
+    assert s3.get_object(Bucket="paused", Key="later")["Body"].read() == later
+    # Once it answers, writes put shards on it again (within a probe period or two).
+    time.sleep(2)
+    shards = cluster.dir / f"node{victim}" / "shards"
+    files_before = {p for p in shards.rglob("*") if p.is_file()}
+    s3.put_object(Bucket="paused", Key="resumed", Body=random_bytes(2 * MiB + 13))
+    files_after = {p for p in shards.rglob("*") if p.is_file()}
+    assert files_after - files_before, f"node {victim} got no shard after it resumed"
 
 
 def test_node_with_wiped_metadata_rejoins(cluster):

@@ -7,6 +7,7 @@ mod cluster;
 mod full;
 #[cfg(test)]
 mod full_disk_tests;
+mod health;
 mod read;
 mod write;
 
@@ -22,6 +23,7 @@ use crate::rpc::{RpcClient, RpcError};
 use crate::shard::delete_shard;
 use crate::types::VersionId;
 use full::FullNodes;
+use health::NodeHealth;
 
 /// Timeout of one shard read request (to the response head and body).
 pub const SHARD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -60,12 +62,15 @@ pub struct Coordinator {
     pub(crate) erasure: Arc<Erasure>,
     /// Nodes that recently refused shards for lack of space, shared by all writes.
     pub(crate) full_nodes: Arc<FullNodes>,
+    /// Nodes that stopped answering, shared by writes and reads.
+    pub(crate) health: Arc<NodeHealth>,
 }
 
 impl Coordinator {
     pub fn new(rpc: RpcClient, cluster: ClusterView) -> Result<Self, CoordError> {
         let erasure = Erasure::new(cluster.profile)?;
         Ok(Coordinator {
+            health: Arc::new(NodeHealth::new(rpc.clone())),
             rpc,
             cluster: Arc::new(cluster),
             erasure: Arc::new(erasure),

@@ -189,7 +189,8 @@ impl Coordinator {
             let failed = unreachable
                 .lock()
                 .expect("unreachable-node set lock poisoned");
-            ordered.sort_by_key(|(i, node)| (failed.contains(node), *i));
+            ordered
+                .sort_by_key(|(i, node)| (failed.contains(node) || self.health.avoided(*node), *i));
         }
         let mut candidates = ordered.into_iter();
         let mut batch: Vec<(usize, NodeId)> = candidates.by_ref().take(k).collect();
@@ -297,10 +298,12 @@ impl Coordinator {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::warn!(%version, shard = i, %node, error = %e, "shard read failed; using other shards");
+                self.health.observe(node, &e);
                 return (vec![None; n_blocks], false);
             }
             Err(_) => {
                 tracing::warn!(%version, shard = i, %node, "shard read timed out; using other shards");
+                self.health.mark(node, "shard read timed out");
                 return (vec![None; n_blocks], false);
             }
         };

@@ -213,9 +213,16 @@ impl Coordinator {
                 need: n,
             });
         }
-        let targets = self
-            .cluster
-            .shard_targets(&order, |node| self.full_nodes.contains(node));
+        // Nodes that do not answer are avoided too, unless that leaves fewer than k shards:
+        // then they are tried (they may be back), and only full nodes are left out.
+        let mut targets = self.cluster.shard_targets(&order, |node| {
+            self.full_nodes.contains(node) || self.health.avoided(node)
+        });
+        if targets.iter().flatten().count() < k {
+            targets = self
+                .cluster
+                .shard_targets(&order, |node| self.full_nodes.contains(node));
+        }
         let placed = targets.iter().flatten().count();
         if placed < k {
             return Err(CoordError::StorageFull {
@@ -328,9 +335,13 @@ impl Coordinator {
                     if !w.refused_full() {
                         tracing::warn!(node = %w.node, answer = ?w.answer, "shard writer failed; continuing without it");
                     }
+                    if let Some(Err(e)) = &w.answer {
+                        self.health.observe(w.node, e);
+                    }
                 }
                 Err(_) => {
                     tracing::warn!(node = %w.node, "shard writer stalled; continuing without it");
+                    self.health.mark(w.node, "shard send stalled");
                     w.tx = None;
                     w.failed = true;
                 }
@@ -411,7 +422,10 @@ impl Coordinator {
                     w.poll_answer().await;
                 } else if !w.wait_answer(SHARD_COMMIT_TIMEOUT).await {
                     tracing::warn!(%version, node = %w.node, "shard not durable within the commit timeout");
+                    self.health.mark(w.node, "shard commit timed out");
                     w.failed = true;
+                } else if let Some(Err(e)) = &w.answer {
+                    self.health.observe(w.node, e);
                 }
             });
             futures::future::join_all(waits).await;
