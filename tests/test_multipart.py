@@ -109,6 +109,30 @@ def test_complete_concatenates_the_parts(mp):
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
+def test_a_resent_completion_answers_as_the_first(mp):
+    """A client whose CompleteMultipartUpload answer was lost resends it: it gets the same
+    object back (as S3 does), not NoSuchUpload; another parts list or another upload id is
+    still NoSuchUpload."""
+    s3, bucket = mp
+    parts = three_parts()
+    upload_id = start(s3, bucket, "again")
+    done = upload_parts(s3, bucket, "again", upload_id, parts)
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload_id,
+                                         MultipartUpload={"Parts": done})
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload_id,
+                                         MultipartUpload={"Parts": done})
+    assert again["ETag"] == first["ETag"] == multipart_etag(parts)
+    for other in ({"Parts": done[:2]}, {"Parts": [dict(done[0], ETag='"' + "0" * 32 + '"')] + done[1:]}):
+        with pytest.raises(ClientError) as e:
+            s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload_id, MultipartUpload=other)
+        assert error_code(e) == "NoSuchUpload"
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId="not-" + upload_id,
+                                     MultipartUpload={"Parts": done})
+    assert error_code(e) == "NoSuchUpload"
+    assert s3.get_object(Bucket=bucket, Key="again")["Body"].read() == b"".join(parts)
+
+
 def test_single_part_and_gaps_in_part_numbers(mp):
     s3, bucket = mp
     # One part, smaller than 5 MiB: the last part may be of any size.

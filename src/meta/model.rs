@@ -200,6 +200,10 @@ pub struct ObjectRecord {
     /// `x-amz-website-redirect-location`.
     #[serde(default)]
     pub website_redirect: Option<String>,
+    /// The multipart upload this object was completed from: a client that resends its
+    /// CompleteMultipartUpload (its first answer lost) gets the completed object again.
+    #[serde(default)]
+    pub completed_upload: Option<String>,
 }
 
 impl ObjectRecord {
@@ -238,6 +242,7 @@ impl ObjectRecord {
             checksum_type: None,
             tags: headers.tags,
             website_redirect: headers.website_redirect,
+            completed_upload: None,
         }
     }
 
@@ -328,6 +333,7 @@ impl ObjectRecord {
             checksum_type: None,
             tags: BTreeMap::new(),
             website_redirect: None,
+            completed_upload: None,
         }
     }
 }

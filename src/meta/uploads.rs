@@ -127,6 +127,7 @@ pub fn apply(
                 }
             }
             let mut record = record.clone();
+            record.completed_upload = Some(upload_id.clone());
             record.data = ObjectData::Parts(
                 used.iter()
                     .map(|p| PartRef {

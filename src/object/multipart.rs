@@ -217,6 +217,44 @@ impl ObjectService {
     /// CompleteMultipartUpload: checks the listed parts against the stored ones (order, ETags,
     /// checksums, minimum size), then commits them as the object in one metadata write.
     pub async fn complete(&self, req: CompleteRequest) -> Result<Completed, ObjectError> {
+        match self.complete_once(&req).await {
+            Err(ObjectError::NoSuchUpload) => self.completed_before(&req).await,
+            other => other,
+        }
+    }
+
+    /// A resent completion (its first answer lost, or a concurrent twin won): the object the
+    /// same upload became, with the same parts, answers as the completion did; anything else
+    /// is NoSuchUpload.
+    async fn completed_before(&self, req: &CompleteRequest) -> Result<Completed, ObjectError> {
+        let record = match self.head(&req.bucket, &req.key).await {
+            Ok(r) => r,
+            Err(ObjectError::NoSuchKey) => return Err(ObjectError::NoSuchUpload),
+            Err(e) => return Err(e),
+        };
+        let ObjectData::Parts(parts) = &record.data else {
+            return Err(ObjectError::NoSuchUpload);
+        };
+        let same_parts = parts.len() == req.parts.len()
+            && parts.iter().zip(&req.parts).all(|(stored, listed)| {
+                stored.number == listed.number
+                    && listed
+                        .etag
+                        .as_deref()
+                        .is_none_or(|e| e.eq_ignore_ascii_case(&stored.etag))
+            });
+        if record.completed_upload.as_deref() != Some(req.upload_id.as_str()) || !same_parts {
+            return Err(ObjectError::NoSuchUpload);
+        }
+        Ok(Completed {
+            etag: record.etag,
+            size: record.size,
+            checksums: record.checksums,
+            checksum_type: record.checksum_type,
+        })
+    }
+
+    async fn complete_once(&self, req: &CompleteRequest) -> Result<Completed, ObjectError> {
         let page = self
             .list_parts(ListPartsQuery {
                 bucket: req.bucket.clone(),
@@ -329,7 +367,7 @@ impl ObjectService {
                 upload_id: req.upload_id.clone(),
                 parts: used.iter().map(|p| (p.number, p.version)).collect(),
                 record,
-                condition: req.condition,
+                condition: req.condition.clone(),
             })
             .await?;
         match answer {
