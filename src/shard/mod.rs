@@ -3,18 +3,32 @@
 //! Crash consistency: a shard is written to a temp file, fsynced, renamed to its final name and
 //! the directory fsynced before the write is acknowledged; so an acknowledged shard survives a
 //! crash, and a crash mid-write leaves only a `*.tmp` file, removed at the next start
-//! ([`ShardStore::open`]). The store does not interpret shard contents beyond checking the header
-//! on write: readers verify the per-block BLAKE3 hashes.
+//! ([`ShardStore::open`]). A write that fails or is dropped (its stream reset) removes its temp
+//! file itself; what still escapes (a drop racing the file's creation) is removed by the
+//! periodic sweep of temp files older than [`TEMP_MIN_AGE`] (`scan.rs`). The store does not
+//! interpret shard contents beyond checking the header on write: readers verify the per-block
+//! BLAKE3 hashes.
+//!
+//! Committed shard files that no metadata record references (a write whose commit failed or
+//! whose outcome was unknown) are found by the garbage collector (`crate::gc`) through
+//! [`ShardStore::list_old`] and deleted through the RPC.
 //!
 //! Space: a write is refused (`DiskFull`, before its first byte or part-way) when it would eat
 //! into the free space kept for the node's metadata (`space.rs`); running out of space anyway
 //! (ENOSPC) is the same refusal. Either way the temp file is removed.
 
 mod rpc;
+mod scan;
 mod space;
 mod writer;
 
-pub use rpc::{delete_shard, is_disk_full, shard_path_and_query, ShardRpc};
+pub use rpc::{
+    delete_shard, is_disk_full, list_old_shards, shard_path_and_query, ShardRpc, SHARD_LIST_TIMEOUT,
+};
+pub use scan::{
+    run_temp_sweep, ShardListPage, ShardName, MAX_LIST_PAGE_SHARDS, TEMP_MIN_AGE,
+    TEMP_SWEEP_INTERVAL,
+};
 pub use space::{
     statvfs_space, FsSpace, ShardReserve, SpaceProbe, DEFAULT_RESERVE_MIN_BYTES,
     DEFAULT_RESERVE_PERCENT,
@@ -117,6 +131,9 @@ impl ShardStore {
             fsutil::ensure_dir_durable(dir).await?;
         }
         let tmp = fsutil::temp_path(&path);
+        // Removes the temp file if this future is dropped before it ends (the RPC server drops
+        // a handler whose stream the gateway reset).
+        let mut guard = TempFileGuard(Some(tmp.clone()));
         let result = async {
             let mut writer = ShardFileWriter::create(&tmp).await?;
             let mut written: u64 = 0;
@@ -154,6 +171,7 @@ impl ShardStore {
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
+        guard.0 = None;
         result
     }
 
@@ -199,6 +217,19 @@ impl ShardStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A temp file to remove when dropped armed: a shard write cancelled mid-way.
+struct TempFileGuard(Option<PathBuf>);
+
+impl Drop for TempFileGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // One unlink, on the runtime thread: a cancelled write is rare. Any writer thread
+            // still holding the file open keeps writing into the unlinked inode, then closes it.
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -346,6 +377,24 @@ mod tests {
         );
         assert!(taken.load(Ordering::SeqCst) < 64, "refused only at the end");
         assert_eq!(files_under(&root), vec![store.path(VersionId(1), 0)]);
+    }
+
+    /// A write whose future is dropped mid-stream (its RPC stream reset) leaves no temp file.
+    #[tokio::test]
+    async fn dropped_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ShardStore::open(dir.path()).expect("open");
+        let v = VersionId(7);
+        let taken = Arc::new(AtomicU64::new(0));
+        let body = shard_body(v, 2, taken.clone()).chain(futures::stream::pending());
+        let write = store.write(v, 0, Box::pin(body));
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(200), write).await;
+        assert!(cut.is_err(), "the write ended: {cut:?}");
+        assert!(taken.load(Ordering::SeqCst) >= 1, "the body was not read");
+        assert_eq!(
+            files_under(&dir.path().join("shards")),
+            Vec::<PathBuf>::new()
+        );
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! The shard store's RPC surface: `PUT|GET|DELETE /v1/shard/<version hex>/<shard index>`,
-//! GET taking `?offset=&len=`. Only routing and status mapping live here. A PUT the node has no
-//! space for is answered `507 Insufficient Storage`, before its body is read when possible.
+//! GET taking `?offset=&len=`, and `GET /v1/shard/list?older_than_ms=&after=&limit=` (a page
+//! of old committed shards, MessagePack, for the garbage collector). Only routing and status
+//! mapping live here. A PUT the node has no space for is answered `507 Insufficient Storage`,
+//! before its body is read when possible.
 
 use futures::TryStreamExt;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::scan::{ShardListPage, ShardName};
 use super::{ShardError, ShardStore};
-use crate::rpc::{full_body, status_response, RpcClient, RpcError, RpcResponse};
+use crate::rpc::{
+    decode, encode, full_body, read_body, status_response, RpcClient, RpcError, RpcResponse,
+    MAX_MESSAGE_BYTES,
+};
 use crate::types::{NodeId, VersionId};
 
 /// Largest range one shard GET may ask for.
@@ -55,6 +61,71 @@ pub async fn delete_shard(
         Err(RpcError::Status { status: 404, .. }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The path of the listing of old shards.
+const PATH_LIST: &str = "/v1/shard/list";
+/// Timeout of one listing page (the node stats up to `MAX_LIST_PAGE_EXAMINED` files).
+pub const SHARD_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One page of `node`'s committed shards older than `older_than`, after `after` (see
+/// [`ShardStore::list_old`]). The age is measured by the node's own clock.
+pub async fn list_old_shards(
+    rpc: &RpcClient,
+    node: NodeId,
+    older_than: std::time::Duration,
+    after: Option<ShardName>,
+    limit: usize,
+) -> Result<ShardListPage, RpcError> {
+    let mut path = format!(
+        "{PATH_LIST}?older_than_ms={}&limit={limit}",
+        older_than.as_millis()
+    );
+    if let Some(a) = after {
+        path.push_str(&format!("&after={a}"));
+    }
+    let work = async {
+        let resp = rpc
+            .request(
+                node,
+                Method::GET,
+                &path,
+                full_body(bytes::Bytes::new()),
+                SHARD_LIST_TIMEOUT,
+            )
+            .await?;
+        let body = read_body(resp.into_body(), MAX_MESSAGE_BYTES).await?;
+        decode::<ShardListPage>(&body)
+    };
+    tokio::time::timeout(SHARD_LIST_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RpcError::Timeout {
+                node,
+                path: path.clone(),
+                timeout_ms: SHARD_LIST_TIMEOUT.as_millis() as u64,
+            })
+        })
+}
+
+/// A listing request: (minimum age, cursor, page size).
+fn parse_list(query: Option<&str>) -> Option<(std::time::Duration, Option<ShardName>, usize)> {
+    let mut older_than_ms = None;
+    let mut after = None;
+    let mut limit = None;
+    for pair in query?.split('&') {
+        match pair.split_once('=')? {
+            ("older_than_ms", v) => older_than_ms = Some(v.parse().ok()?),
+            ("after", v) => after = Some(ShardName::parse(v)?),
+            ("limit", v) => limit = Some(v.parse().ok()?),
+            _ => {}
+        }
+    }
+    Some((
+        std::time::Duration::from_millis(older_than_ms?),
+        after,
+        limit?,
+    ))
 }
 
 pub struct ShardRpc {
@@ -107,6 +178,9 @@ fn error_response(e: ShardError) -> RpcResponse {
 
 impl ShardRpc {
     pub async fn handle(&self, req: Request<Incoming>) -> RpcResponse {
+        if req.uri().path() == PATH_LIST {
+            return self.list(&req).await;
+        }
         let Some((version, idx)) = parse_name(req.uri().path()) else {
             return status_response(StatusCode::NOT_FOUND, "no such shard path");
         };
@@ -142,6 +216,26 @@ impl ShardRpc {
                 Err(e) => error_response(e),
             },
             _ => status_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        }
+    }
+
+    async fn list(&self, req: &Request<Incoming>) -> RpcResponse {
+        if req.method() != Method::GET {
+            return status_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        }
+        let Some((older_than, after, limit)) = parse_list(req.uri().query()) else {
+            return status_response(
+                StatusCode::BAD_REQUEST,
+                "older_than_ms and limit required; after as <version>.<shard index>",
+            );
+        };
+        let page = match self.store.list_old(older_than, after, limit).await {
+            Ok(page) => page,
+            Err(e) => return error_response(e.into()),
+        };
+        match encode(&page) {
+            Ok(body) => http::Response::new(full_body(body)),
+            Err(e) => status_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
 }
