@@ -18,6 +18,7 @@ mod join;
 pub mod model;
 mod node;
 pub mod raft;
+pub mod references;
 pub mod snapshot;
 pub mod state;
 mod store;

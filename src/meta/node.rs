@@ -394,6 +394,23 @@ impl MetaNode {
         self.db.garbage_queued()
     }
 
+    /// Which of `candidates` a committed record references (an object, a part of an upload in
+    /// progress, the retire queue), read once this node has confirmed it leads and applied
+    /// everything committed before the call. For the garbage collector of shard files.
+    pub async fn referenced_versions(
+        &self,
+        candidates: std::collections::HashSet<crate::types::VersionId>,
+    ) -> Result<std::collections::HashSet<crate::types::VersionId>, MetaError> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.referenced_versions(&candidates))
+            .await
+            .map_err(|e| MetaError::Storage(e.to_string()))?
+    }
+
     /// Stops Raft; later RPCs are answered with errors.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {

@@ -205,6 +205,14 @@ impl MetaDb {
     pub fn garbage_queued(&self) -> Result<usize, MetaError> {
         super::garbage::queued(&DbState { db: self })
     }
+
+    /// Which of `candidates` a record references (local state; `references.rs`).
+    pub fn referenced_versions(
+        &self,
+        candidates: &std::collections::HashSet<crate::types::VersionId>,
+    ) -> Result<std::collections::HashSet<crate::types::VersionId>, MetaError> {
+        super::references::referenced_versions(&DbState { db: self }, candidates)
+    }
 }
 
 /// Reads of `sm_data` at the current state.
