@@ -12,12 +12,13 @@
 # $BAOBAB_BIN, else $CARGO_TARGET_DIR/release/baobab (default target ~/.cache/baobab-target),
 # else `baobab` on PATH. Only PIDs recorded under DIR are ever signalled.
 # BAOBAB_RETIRED_DATA_GRACE_SECS, when set, goes into every process's retired_data_grace_secs;
-# BAOBAB_SHARD_RESERVE_BYTES into every storage node's shard_reserve_bytes; BAOBAB_NODE<N>_DATA_DIR
-# puts storage node N's data there instead of DIR/nodeN (e.g. on a small file system). All are
-# read when a config file is first written.
+# BAOBAB_SHARD_RESERVE_BYTES into every storage node's shard_reserve_bytes;
+# BAOBAB_GC_INTERVAL_SECS and BAOBAB_GC_MIN_AGE_SECS into every storage node's gc_interval_secs
+# and gc_min_age_secs; BAOBAB_NODE<N>_DATA_DIR puts storage node N's data there instead of
+# DIR/nodeN (e.g. on a small file system). All are read when a config file is first written.
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 find_bin() {
     if [ -n "${BAOBAB_BIN:-}" ]; then echo "$BAOBAB_BIN"; return; fi
@@ -45,6 +46,12 @@ write_config() { # DIR NAME ROLE NODE_ID PORT
         fi
         if [ "$role" = storage ] && [ -n "${BAOBAB_SHARD_RESERVE_BYTES:-}" ]; then
             echo "shard_reserve_bytes = $BAOBAB_SHARD_RESERVE_BYTES"
+        fi
+        if [ "$role" = storage ] && [ -n "${BAOBAB_GC_INTERVAL_SECS:-}" ]; then
+            echo "gc_interval_secs = $BAOBAB_GC_INTERVAL_SECS"
+        fi
+        if [ "$role" = storage ] && [ -n "${BAOBAB_GC_MIN_AGE_SECS:-}" ]; then
+            echo "gc_min_age_secs = $BAOBAB_GC_MIN_AGE_SECS"
         fi
         if [ "$role" = gateway ]; then
             printf '[s3]\nlisten = "127.0.0.1:%s"\nregion = "us-east-1"\nroot_domain = "localhost"\n' "$port"

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod coord;
 pub mod fsutil;
+pub mod gc;
 pub mod meta;
 pub mod object;
 pub mod placement;

@@ -52,6 +52,15 @@ pub struct Config {
     /// before (role storage: the retire worker waits this long; default 60).
     #[serde(default = "default_retired_data_grace_secs")]
     pub retired_data_grace_secs: u64,
+    /// Seconds between two rounds of the garbage collector of shard files that no record
+    /// references (role storage; the metadata leader runs it; default 6 h). The sweep of
+    /// abandoned temp shard files runs this often too, at most every 5 minutes.
+    #[serde(default = "default_gc_interval_secs")]
+    pub gc_interval_secs: u64,
+    /// Seconds a shard file must be old before the garbage collector may delete it (default
+    /// 1 h): far beyond any write's timeouts, so no write in flight loses its shards.
+    #[serde(default = "default_gc_min_age_secs")]
+    pub gc_min_age_secs: u64,
     /// Free space kept for metadata on the data directory's file system (role storage): shard
     /// writes are refused before it is reached, so the node's Raft log and state machine can
     /// always write. Default: the larger of 1 GiB and 5 % of the file system.
@@ -76,6 +85,14 @@ pub struct S3Config {
 
 fn default_retired_data_grace_secs() -> u64 {
     baobab::retire::DEFAULT_RETIRED_DATA_GRACE.as_secs()
+}
+
+fn default_gc_interval_secs() -> u64 {
+    baobab::gc::DEFAULT_GC_INTERVAL.as_secs()
+}
+
+fn default_gc_min_age_secs() -> u64 {
+    baobab::gc::DEFAULT_GC_MIN_AGE.as_secs()
 }
 
 fn default_region() -> String {
@@ -160,6 +177,12 @@ impl Config {
                 self.nodes.len()
             ));
         }
+        if self.gc_interval_secs == 0 {
+            problems.push("gc_interval_secs: must be at least 1".into());
+        }
+        if self.gc_min_age_secs == 0 {
+            problems.push("gc_min_age_secs: must be at least 1".into());
+        }
         if self.block_size_bytes < 4096 || self.block_size_bytes > 64 * 1024 * 1024 {
             problems.push("block_size_bytes: must be between 4096 and 67108864".into());
         }
@@ -221,6 +244,14 @@ impl Config {
         Ok(ClusterSecret::new(secret.into_bytes()))
     }
 
+    /// The garbage collector's settings.
+    pub fn gc(&self) -> baobab::gc::GcConfig {
+        baobab::gc::GcConfig {
+            interval: std::time::Duration::from_secs(self.gc_interval_secs),
+            min_age: std::time::Duration::from_secs(self.gc_min_age_secs),
+        }
+    }
+
     pub fn members(&self) -> BTreeMap<NodeId, String> {
         self.nodes
             .iter()
@@ -277,6 +308,27 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
+    }
+
+    #[test]
+    fn gc_settings_default_and_refuse_zero() {
+        let cfg: Config =
+            toml::from_str("roles = []\ndata_dir = \"/x\"\nnodes = []\n").expect("parses");
+        assert_eq!(cfg.gc(), baobab::gc::GcConfig::default());
+        let cfg: Config = toml::from_str(
+            "roles = []\ndata_dir = \"/x\"\nnodes = []\ngc_interval_secs = 0\ngc_min_age_secs = 0\n",
+        )
+        .expect("parses");
+        let err = cfg.validate().expect_err("invalid").to_string();
+        for needle in ["gc_interval_secs", "gc_min_age_secs"] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+        let cfg: Config = toml::from_str(
+            "roles = []\ndata_dir = \"/x\"\nnodes = []\ngc_interval_secs = 2\ngc_min_age_secs = 5\n",
+        )
+        .expect("parses");
+        assert_eq!(cfg.gc().interval, std::time::Duration::from_secs(2));
+        assert_eq!(cfg.gc().min_age, std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use baobab::codec::seal::SealKey;
 use baobab::coord::{ClusterView, Coordinator};
+use baobab::gc::GcConfig;
 use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use baobab::placement::NodeSlot;
 use baobab::rpc::{ClusterSecret, RpcClient};
@@ -123,6 +124,7 @@ pub async fn run(
     s3_port: u16,
     retired_data_grace: std::time::Duration,
     shard_reserve: ShardReserve,
+    gc: GcConfig,
 ) -> anyhow::Result<()> {
     init_logging(None)?;
     std::fs::create_dir_all(data_dir)?;
@@ -157,6 +159,7 @@ pub async fn run(
             members: members.clone(),
             retired_data_grace,
             shard_reserve,
+            gc,
         };
         let t = token.clone();
         nodes.push(

@@ -47,6 +47,14 @@ enum Command {
         /// cluster's three nodes share one disk that is often a laptop's or a CI runner's.
         #[arg(long, default_value_t = DEV_SHARD_RESERVE_BYTES)]
         shard_reserve_bytes: u64,
+        /// Seconds between rounds of the garbage collector of unreferenced shard files.
+        #[arg(long, default_value_t = baobab::gc::DEFAULT_GC_INTERVAL.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
+        gc_interval_secs: u64,
+        /// Seconds a shard file must be old before the garbage collector may delete it.
+        #[arg(long, default_value_t = baobab::gc::DEFAULT_GC_MIN_AGE.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
+        gc_min_age_secs: u64,
     },
     /// Manage access keys.
     Key {
@@ -283,12 +291,18 @@ fn main() -> std::process::ExitCode {
                 s3_port,
                 retired_data_grace_secs,
                 shard_reserve_bytes,
+                gc_interval_secs,
+                gc_min_age_secs,
             } => {
                 dev::run(
                     &data_dir,
                     s3_port,
                     std::time::Duration::from_secs(retired_data_grace_secs),
                     baobab::shard::ShardReserve::Bytes(shard_reserve_bytes),
+                    baobab::gc::GcConfig {
+                        interval: std::time::Duration::from_secs(gc_interval_secs),
+                        min_age: std::time::Duration::from_secs(gc_min_age_secs),
+                    },
                 )
                 .await
             }

@@ -104,6 +104,7 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
             members: cfg.members(),
             retired_data_grace: std::time::Duration::from_secs(cfg.retired_data_grace_secs),
             shard_reserve: baobab::shard::ShardReserve::from_config(cfg.shard_reserve_bytes),
+            gc: cfg.gc(),
         };
         let t = token.clone();
         storage = Some(

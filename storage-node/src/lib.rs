@@ -6,12 +6,13 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use baobab::gc::GcConfig;
 use baobab::meta::{MetaConfig, MetaNode};
 use baobab::rpc::{
     read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcResponse,
     MAX_MESSAGE_BYTES,
 };
-use baobab::shard::{ShardReserve, ShardRpc, ShardStore};
+use baobab::shard::{ShardReserve, ShardRpc, ShardStore, TEMP_MIN_AGE, TEMP_SWEEP_INTERVAL};
 use baobab::types::NodeId;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
@@ -27,6 +28,9 @@ pub struct StorageNodeConfig {
     pub retired_data_grace: std::time::Duration,
     /// Free space on the data directory's file system that shard writes leave to metadata.
     pub shard_reserve: ShardReserve,
+    /// The garbage collector of unreferenced shard files (it acts while this node leads); the
+    /// sweep of abandoned temp files runs as often, at most every `TEMP_SWEEP_INTERVAL`.
+    pub gc: GcConfig,
 }
 
 /// What `/v1/node/status` answers.
@@ -96,7 +100,8 @@ impl RpcHandler for Handler {
 pub struct StorageNode {
     pub meta: Arc<MetaNode>,
     server: tokio::task::JoinHandle<()>,
-    retire: tokio::task::JoinHandle<()>,
+    /// Background workers: the retire queue, the garbage collector, the temp-file sweep.
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl StorageNode {
@@ -109,6 +114,7 @@ impl StorageNode {
     ) -> anyhow::Result<StorageNode> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let store = ShardStore::open_with_reserve(&cfg.data_dir, cfg.shard_reserve)?;
+        let sweep_store = store.clone();
         let handler = Arc::new(Handler {
             node_id: cfg.node_id,
             shards: ShardRpc { store },
@@ -134,20 +140,33 @@ impl StorageNode {
         let _ = handler.meta.set(meta.clone());
         let retire = tokio::spawn(baobab::retire::run(
             meta.clone(),
-            rpc,
+            rpc.clone(),
             cfg.retired_data_grace,
+        ));
+        let gc = tokio::spawn(baobab::gc::run(
+            meta.clone(),
+            rpc,
+            cfg.members.keys().copied().collect(),
+            cfg.gc,
+        ));
+        let sweep = tokio::spawn(baobab::shard::run_temp_sweep(
+            sweep_store,
+            cfg.gc.interval.min(TEMP_SWEEP_INTERVAL),
+            TEMP_MIN_AGE,
         ));
         tracing::info!(node = %cfg.node_id, "storage node started");
         Ok(StorageNode {
             meta,
             server,
-            retire,
+            workers: vec![retire, gc, sweep],
         })
     }
 
     /// Stops serving and shuts the Raft replica down.
     pub async fn stop(self) {
-        self.retire.abort();
+        for worker in &self.workers {
+            worker.abort();
+        }
         self.meta.shutdown().await;
         self.server.abort();
     }
