@@ -3,7 +3,8 @@
 //! data durably with the commit ([`crate::meta::garbage`]); this worker, running on every
 //! storage node but acting only on the metadata leader, deletes each queued entry's shards
 //! once the grace period has passed (so a GET that resolved the old record just before can
-//! finish), then reports its progress through Raft. Restarts and leader changes lose nothing:
+//! finish) and it has not been read for a read lease ([`crate::shard::READ_LEASE`]: a GET
+//! still streaming it keeps it), then reports its progress through Raft. Restarts and leader changes lose nothing:
 //! the new leader picks the queue up where it stands, and deleting a deleted shard is a no-op.
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::meta::{Command, GarbageId, GarbageRecord, MetaNode, Write, WriteReply};
 use crate::rpc::RpcClient;
-use crate::shard::delete_shard;
+use crate::shard::{delete_shard_if_idle, READ_LEASE};
 
 /// Default time the shards of a replaced or deleted object version are kept, so that reads
 /// which started before the replacement (on any gateway) can finish.
@@ -98,8 +99,12 @@ async fn free(rpc: &RpcClient, record: &GarbageRecord) -> Vec<Option<crate::type
         .enumerate()
         .map(|(i, node)| async move {
             let node = (*node)?;
-            match delete_shard(rpc, node, version, i as u8).await {
-                Ok(()) => None,
+            match delete_shard_if_idle(rpc, node, version, i as u8, READ_LEASE).await {
+                Ok(true) => None,
+                Ok(false) => {
+                    debug!(%version, shard = i, %node, "retired shard still being read; kept");
+                    Some(node)
+                }
                 Err(e) => {
                     debug!(%version, shard = i, %node, error = %e, "retired shard not deleted yet");
                     Some(node)

@@ -143,3 +143,31 @@ def test_read_in_flight_survives_overwrite_and_delete(cluster):
     got = head + rest
     assert len(got) == len(old)
     assert got == old
+
+
+def test_slow_read_outlives_the_retire_grace(cluster):
+    """A GET that streams for longer than the retire grace after an overwrite and a delete
+    still gets every byte: the retire worker keeps a shard that was read within the read
+    lease. (Before read leases, the shards were deleted RETIRED_DATA_GRACE_SECS after the
+    overwrite and such a GET failed mid-body.)"""
+    import time
+
+    s3 = cluster.client()
+    s3.create_bucket(Bucket="slowread")
+    old = random_bytes(64 * MiB)
+    s3.put_object(Bucket="slowread", Key="k", Body=old)
+    body = s3.get_object(Bucket="slowread", Key="k")["Body"]
+    got = [body.read(MiB)]
+    s3.put_object(Bucket="slowread", Key="k", Body=random_bytes(2 * MiB))
+    s3.delete_object(Bucket="slowread", Key="k")
+    started = time.time()
+    while True:
+        chunk = body.read(MiB)
+        if not chunk:
+            break
+        got.append(chunk)
+        time.sleep(0.15)
+    took = time.time() - started
+    assert took > 3 * 2, f"the read was not slow enough to outlive the grace ({took:.1f} s)"
+    assert b"".join(got) == old
+    s3.delete_bucket(Bucket="slowread")

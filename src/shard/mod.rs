@@ -17,13 +17,16 @@
 //! into the free space kept for the node's metadata (`space.rs`); running out of space anyway
 //! (ENOSPC) is the same refusal. Either way the temp file is removed.
 
+mod leases;
 mod rpc;
 mod scan;
 mod space;
 mod writer;
 
+pub use leases::{ReadLeases, READ_LEASE};
 pub use rpc::{
-    delete_shard, is_disk_full, list_old_shards, shard_path_and_query, ShardRpc, SHARD_LIST_TIMEOUT,
+    delete_shard, delete_shard_if_idle, is_disk_full, list_old_shards, shard_path_and_query,
+    ShardRpc, SHARD_LIST_TIMEOUT,
 };
 pub use scan::{
     run_temp_sweep, ShardListPage, ShardName, MAX_LIST_PAGE_SHARDS, TEMP_MIN_AGE,
@@ -77,6 +80,8 @@ impl From<std::io::Error> for ShardError {
 pub struct ShardStore {
     root: PathBuf,
     space: SpaceGuard,
+    /// When each shard was last read (read leases for the retire worker).
+    pub leases: std::sync::Arc<ReadLeases>,
 }
 
 impl ShardStore {
@@ -102,7 +107,11 @@ impl ShardStore {
             tracing::info!(removed, "removed temp shard files left by a crash");
         }
         let space = SpaceGuard::new(root.clone(), reserve, probe);
-        Ok(ShardStore { root, space })
+        Ok(ShardStore {
+            root,
+            space,
+            leases: Default::default(),
+        })
     }
 
     pub fn path(&self, version: VersionId, shard_index: u8) -> PathBuf {
@@ -183,6 +192,7 @@ impl ShardStore {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, ShardError> {
+        self.leases.touch(version, shard_index);
         let path = self.path(version, shard_index);
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;

@@ -51,7 +51,31 @@ pub async fn delete_shard(
     version: VersionId,
     shard_index: u8,
 ) -> Result<(), RpcError> {
-    let path = shard_path_and_query(version, shard_index, None);
+    delete_at(rpc, node, shard_path_and_query(version, shard_index, None)).await
+}
+
+/// Deletes one shard on `node` unless it was read within `idle` (then `Ok(false)`: a GET is
+/// still streaming it; see [`super::leases`]).
+pub async fn delete_shard_if_idle(
+    rpc: &RpcClient,
+    node: NodeId,
+    version: VersionId,
+    shard_index: u8,
+    idle: std::time::Duration,
+) -> Result<bool, RpcError> {
+    let path = format!(
+        "{}?idle_ms={}",
+        shard_path_and_query(version, shard_index, None),
+        idle.as_millis()
+    );
+    match delete_at(rpc, node, path).await {
+        Ok(()) => Ok(true),
+        Err(RpcError::Status { status: 409, .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn delete_at(rpc: &RpcClient, node: NodeId, path: String) -> Result<(), RpcError> {
     let body = full_body(bytes::Bytes::new());
     match rpc
         .request(node, Method::DELETE, &path, body, SHARD_DELETE_TIMEOUT)
@@ -211,10 +235,23 @@ impl ShardRpc {
                     Err(e) => error_response(e),
                 }
             }
-            Method::DELETE => match self.store.delete(version, idx).await {
-                Ok(()) => status_response(StatusCode::OK, ""),
-                Err(e) => error_response(e),
-            },
+            Method::DELETE => {
+                let idle = req.uri().query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|p| p.strip_prefix("idle_ms="))
+                        .and_then(|v| v.parse::<u64>().ok())
+                });
+                if let Some(ms) = idle {
+                    let within = std::time::Duration::from_millis(ms);
+                    if self.store.leases.read_within(version, idx, within) {
+                        return status_response(StatusCode::CONFLICT, "shard is being read");
+                    }
+                }
+                match self.store.delete(version, idx).await {
+                    Ok(()) => status_response(StatusCode::OK, ""),
+                    Err(e) => error_response(e),
+                }
+            }
             _ => status_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         }
     }
