@@ -14,7 +14,7 @@ use futures::future::join_all;
 use tracing::{debug, info, warn};
 
 use crate::meta::{Command, GarbageId, GarbageRecord, MetaNode, Write, WriteReply};
-use crate::rpc::RpcClient;
+use crate::rpc::{unix_now_ms as now_ms, RpcClient};
 use crate::shard::{delete_shard_if_idle, READ_LEASE};
 
 /// Default time the shards of a replaced or deleted object version are kept, so that reads
@@ -112,10 +112,4 @@ async fn free(rpc: &RpcClient, record: &GarbageRecord) -> Vec<Option<crate::type
             }
         });
     join_all(attempts).await
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

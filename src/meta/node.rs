@@ -22,7 +22,7 @@ use super::raft::{
     PATH_APPEND, PATH_SNAPSHOT_CHUNK, PATH_VOTE,
 };
 use super::store::{LogStore, MetaDb, StateMachineStore};
-use crate::rpc::{decode, encode, RpcClient};
+use crate::rpc::{decode, encode, unix_now_ms as now_ms, RpcClient};
 use crate::types::NodeId;
 
 pub const PATH_META_WRITE: &str = "/v1/meta/write";
@@ -162,13 +162,6 @@ fn inline_len(write: &Write) -> usize {
         Command::PutPart { part, .. } => part.data.inline_len(),
         _ => 0,
     }
-}
-
-/// This machine's clock, unix milliseconds (the leader stamps proposals with it).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl MetaNode {
@@ -524,23 +517,8 @@ mod tests {
         let mut nodes = Vec::new();
         let mut stops = Vec::new();
         for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
-            let cfg = MetaConfig {
-                node_id: id,
-                dir: dir.path().join("meta"),
-                members: members.clone(),
-            };
-            let node = MetaNode::open(cfg, RpcClient::new(secret.clone(), addrs.clone()))
-                .await
-                .expect("open");
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            tokio::spawn(serve(
-                listener,
-                secret.clone(),
-                Arc::new(Handler(node.clone())),
-                async move {
-                    let _ = stop_rx.await;
-                },
-            ));
+            let (node, stop_tx) =
+                start_member(id, &dir.path().join("meta"), listener, &members, &secret).await;
             nodes.push(node);
             stops.push(Some(stop_tx));
         }

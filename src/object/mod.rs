@@ -14,6 +14,8 @@ mod error;
 mod multipart;
 mod put;
 
+pub(crate) use crate::rpc::unix_now_ms as now_ms;
+
 pub use error::ObjectError;
 pub use multipart::{CompletePart, CompleteRequest, Completed, PartWritten};
 pub use put::{DataExpectations, PutOutcome, WriteSpec};
@@ -30,13 +32,6 @@ use crate::meta::{
 pub struct ObjectService {
     pub meta: MetaClient,
     pub coord: Coordinator,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl ObjectService {

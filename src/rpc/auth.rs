@@ -75,6 +75,13 @@ impl ClusterSecret {
     }
 }
 
+/// This machine's clock, unix milliseconds (0 before 1970).
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub fn unix_now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

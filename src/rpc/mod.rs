@@ -8,7 +8,7 @@ mod client;
 mod error;
 mod server;
 
-pub use auth::ClusterSecret;
+pub use auth::{unix_now_ms, ClusterSecret};
 pub use client::{read_body, RpcBody, RpcClient};
 pub use error::RpcError;
 pub use server::{full_body, serve, status_response, RpcHandler, RpcResponse};

@@ -11,35 +11,57 @@ use crate::types::VersionId;
 
 /// How long after its last read a retired shard is kept.
 pub const READ_LEASE: Duration = Duration::from_secs(30);
-/// Entries kept at most before old ones are dropped (an entry is 40 bytes).
-const MAX_ENTRIES: usize = 100_000;
+/// How often expired entries are dropped (by time, so a busy node never prunes per read).
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReadLeases {
-    last_read: Mutex<HashMap<(VersionId, u8), Instant>>,
+    state: Mutex<Leases>,
+}
+
+#[derive(Debug)]
+struct Leases {
+    last_read: HashMap<(VersionId, u8), Instant>,
+    pruned_at: Instant,
+}
+
+impl Default for ReadLeases {
+    fn default() -> Self {
+        ReadLeases {
+            state: Mutex::new(Leases {
+                last_read: HashMap::new(),
+                pruned_at: Instant::now(),
+            }),
+        }
+    }
 }
 
 impl ReadLeases {
-    /// Records a read of shard `index` of `version` now.
+    /// Records a read of shard `index` of `version` now. The map holds the shards read in the
+    /// last `READ_LEASE + PRUNE_EVERY` at most.
     pub fn touch(&self, version: VersionId, index: u8) {
         let now = Instant::now();
-        let mut map = self.lock();
-        if map.len() >= MAX_ENTRIES {
-            map.retain(|_, t| now.duration_since(*t) < READ_LEASE);
+        let mut state = self.lock();
+        if now.duration_since(state.pruned_at) >= PRUNE_EVERY {
+            state
+                .last_read
+                .retain(|_, t| now.duration_since(*t) < READ_LEASE);
+            state.pruned_at = now;
         }
-        map.insert((version, index), now);
+        state.last_read.insert((version, index), now);
     }
 
     /// Whether shard `index` of `version` was read less than `within` ago.
     pub fn read_within(&self, version: VersionId, index: u8, within: Duration) -> bool {
         self.lock()
+            .last_read
             .get(&(version, index))
             .is_some_and(|t| t.elapsed() < within)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(VersionId, u8), Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Leases> {
         // Single map operations: a panic cannot leave it half-changed.
-        self.last_read.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
