@@ -775,11 +775,14 @@ mod tests {
         if purge_log {
             // Every member snapshots and drops its log: a member starting empty can only be
             // caught up with a snapshot.
+            // What each has applied before it is asked: the snapshot covers at least that
+            // (entries applied meanwhile may or may not be in it).
+            let mut targets = Vec::new();
             for n in &nodes {
+                targets.push(n.raft.metrics().borrow().last_applied.map(|l| l.index));
                 n.raft.trigger().snapshot().await.expect("trigger snapshot");
             }
-            for n in &nodes {
-                let target = n.raft.metrics().borrow().last_applied.map(|l| l.index);
+            for (n, target) in nodes.iter().zip(targets) {
                 n.raft
                     .wait(Some(Duration::from_secs(60)))
                     .metrics(|m| m.snapshot.map(|l| l.index) >= target, "snapshot built")
