@@ -3,7 +3,7 @@
 # site-a/b/c (erasure 2+1) and one gateway, each with its own config file.
 #
 #   local-cluster.sh start DIR [--s3-port P]   start (or restart) all; writes DIR/cluster.env
-#   local-cluster.sh stop DIR                  SIGTERM all (SIGKILL after 10 s)
+#   local-cluster.sh stop DIR [N]              SIGTERM all, or storage node N (SIGKILL after 10 s)
 #   local-cluster.sh status DIR                which processes run, and `baobab status`
 #   local-cluster.sh kill DIR N                SIGKILL storage node N
 #   local-cluster.sh restart DIR N             start storage node N again
@@ -14,11 +14,12 @@
 # BAOBAB_RETIRED_DATA_GRACE_SECS, when set, goes into every process's retired_data_grace_secs;
 # BAOBAB_SHARD_RESERVE_BYTES into every storage node's shard_reserve_bytes;
 # BAOBAB_GC_INTERVAL_SECS and BAOBAB_GC_MIN_AGE_SECS into every storage node's gc_interval_secs
-# and gc_min_age_secs; BAOBAB_NODE<N>_DATA_DIR puts storage node N's data there instead of
+# and gc_min_age_secs; BAOBAB_SCRUB_INTERVAL_SECS into every storage node's scrub_interval_secs;
+# BAOBAB_NODE<N>_DATA_DIR puts storage node N's data there instead of
 # DIR/nodeN (e.g. on a small file system). All are read when a config file is first written.
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 find_bin() {
     if [ -n "${BAOBAB_BIN:-}" ]; then echo "$BAOBAB_BIN"; return; fi
@@ -27,7 +28,13 @@ find_bin() {
     command -v baobab || { echo "baobab binary not found (set BAOBAB_BIN)" >&2; exit 1; }
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A process that exited but was not reaped yet (a zombie) counts as gone: `kill -0` still
+# succeeds on it, and who reaps it (init) may take a second or more.
+process_running() { # PID
+    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+}
+
+pid_alive() { [ -f "$1" ] && process_running "$(cat "$1")"; }
 
 write_config() { # DIR NAME ROLE NODE_ID PORT
     local dir=$1 name=$2 role=$3 id=$4 port=$5
@@ -52,6 +59,9 @@ write_config() { # DIR NAME ROLE NODE_ID PORT
         fi
         if [ "$role" = storage ] && [ -n "${BAOBAB_GC_MIN_AGE_SECS:-}" ]; then
             echo "gc_min_age_secs = $BAOBAB_GC_MIN_AGE_SECS"
+        fi
+        if [ "$role" = storage ] && [ -n "${BAOBAB_SCRUB_INTERVAL_SECS:-}" ]; then
+            echo "scrub_interval_secs = $BAOBAB_SCRUB_INTERVAL_SECS"
         fi
         if [ "$role" = gateway ]; then
             printf '[s3]\nlisten = "127.0.0.1:%s"\nregion = "us-east-1"\nroot_domain = "localhost"\n' "$port"
@@ -87,7 +97,7 @@ stop_pid_file() { # PIDFILE
     local pid; pid=$(cat "$f")
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$f"; return 0; }
+        process_running "$pid" || { rm -f "$f"; return 0; }
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
@@ -142,6 +152,7 @@ ENV
     echo "cluster running; credentials: source $dir/cluster.env"
     ;;
 stop)
+    if [ $# -gt 0 ]; then stop_pid_file "$dir/node${1:?node number}.pid"; exit 0; fi
     stop_pid_file "$dir/gateway.pid"
     for n in 1 2 3; do stop_pid_file "$dir/node$n.pid"; done
     ;;

@@ -11,6 +11,7 @@ pub mod gc;
 pub mod meta;
 pub mod object;
 pub mod placement;
+pub mod repair;
 pub mod retire;
 pub mod rpc;
 pub mod shard;

@@ -65,6 +65,22 @@ pub struct Config {
     /// writes are refused before it is reached, so the node's Raft log and state machine can
     /// always write. Default: the larger of 1 GiB and 5 % of the file system.
     pub shard_reserve_bytes: Option<u64>,
+    /// Seconds between the starts of two scrub passes, which re-read and verify every shard of
+    /// the cluster (role storage; the metadata leader runs it; default 7 days).
+    #[serde(default = "default_scrub_interval_secs")]
+    pub scrub_interval_secs: u64,
+    /// Bytes per second a storage node reads to verify shards for the scrub and healing
+    /// (default 64 MiB/s): the share of the disk background checks may take.
+    #[serde(default = "default_scrub_bytes_per_sec")]
+    pub scrub_bytes_per_sec: u64,
+}
+
+fn default_scrub_interval_secs() -> u64 {
+    baobab::repair::DEFAULT_SCRUB_INTERVAL.as_secs()
+}
+
+fn default_scrub_bytes_per_sec() -> u64 {
+    baobab::shard::DEFAULT_VERIFY_BYTES_PER_SEC
 }
 
 fn default_block_size() -> u32 {
@@ -183,6 +199,12 @@ impl Config {
         if self.gc_min_age_secs == 0 {
             problems.push("gc_min_age_secs: must be at least 1".into());
         }
+        if self.scrub_interval_secs == 0 {
+            problems.push("scrub_interval_secs: must be at least 1".into());
+        }
+        if self.scrub_bytes_per_sec < 1024 * 1024 {
+            problems.push("scrub_bytes_per_sec: must be at least 1048576".into());
+        }
         if self.block_size_bytes < 4096 || self.block_size_bytes > 64 * 1024 * 1024 {
             problems.push("block_size_bytes: must be between 4096 and 67108864".into());
         }
@@ -249,6 +271,14 @@ impl Config {
         baobab::gc::GcConfig {
             interval: std::time::Duration::from_secs(self.gc_interval_secs),
             min_age: std::time::Duration::from_secs(self.gc_min_age_secs),
+        }
+    }
+
+    /// The repair workers' settings.
+    pub fn repair(&self) -> baobab::repair::RepairConfig {
+        baobab::repair::RepairConfig {
+            scrub_interval: std::time::Duration::from_secs(self.scrub_interval_secs),
+            verify_bytes_per_sec: self.scrub_bytes_per_sec,
         }
     }
 

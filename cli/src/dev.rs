@@ -12,6 +12,7 @@ use baobab::coord::{ClusterView, Coordinator};
 use baobab::gc::GcConfig;
 use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use baobab::placement::NodeSlot;
+use baobab::repair::RepairConfig;
 use baobab::rpc::{ClusterSecret, RpcClient};
 use baobab::shard::ShardReserve;
 use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
@@ -125,6 +126,7 @@ pub async fn run(
     retired_data_grace: std::time::Duration,
     shard_reserve: ShardReserve,
     gc: GcConfig,
+    repair: RepairConfig,
 ) -> anyhow::Result<()> {
     init_logging(None)?;
     std::fs::create_dir_all(data_dir)?;
@@ -151,6 +153,19 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         listeners.push((*id, l));
     }
+    let view = ClusterView {
+        nodes: members
+            .keys()
+            .zip(SITES)
+            .map(|(id, site)| NodeSlot {
+                id: *id,
+                site: SiteId(site.to_string()),
+                weight: 100,
+            })
+            .collect(),
+        profile: ErasureProfile { k: 2, m: 1 },
+        block_size: DEFAULT_BLOCK_SIZE_BYTES,
+    };
     let mut nodes = Vec::new();
     for (id, listener) in listeners {
         let cfg = StorageNodeConfig {
@@ -160,6 +175,8 @@ pub async fn run(
             retired_data_grace,
             shard_reserve,
             gc,
+            cluster: view.clone(),
+            repair,
         };
         let t = token.clone();
         nodes.push(
@@ -176,19 +193,6 @@ pub async fn run(
     let seal = crate::run::secrets_key(&secret);
     let rpc = RpcClient::new(secret, members.clone().into_iter().collect());
     let meta = MetaClient::new(rpc.clone(), members.keys().copied().collect());
-    let view = ClusterView {
-        nodes: members
-            .keys()
-            .zip(SITES)
-            .map(|(id, site)| NodeSlot {
-                id: *id,
-                site: SiteId(site.to_string()),
-                weight: 100,
-            })
-            .collect(),
-        profile: ErasureProfile { k: 2, m: 1 },
-        block_size: DEFAULT_BLOCK_SIZE_BYTES,
-    };
     let coord = Coordinator::new(rpc, view)?;
     let t = token.clone();
     let gw_cfg = GatewayConfig {

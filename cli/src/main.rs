@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod dev;
+mod repair;
 mod run;
 
 use std::path::PathBuf;
@@ -55,6 +56,10 @@ enum Command {
         #[arg(long, default_value_t = baobab::gc::DEFAULT_GC_MIN_AGE.as_secs(),
               value_parser = clap::value_parser!(u64).range(1..))]
         gc_min_age_secs: u64,
+        /// Seconds between the starts of two scrub passes (every shard re-read and verified).
+        #[arg(long, default_value_t = baobab::repair::DEFAULT_SCRUB_INTERVAL.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
+        scrub_interval_secs: u64,
     },
     /// Manage access keys.
     Key {
@@ -70,6 +75,22 @@ enum Command {
     Status {
         #[arg(long, short, env = "BAOBAB_CONFIG")]
         config: PathBuf,
+    },
+    /// Healing and scrub: what is queued, what was rebuilt and verified.
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepairCommand {
+    /// The repair queue and what healing and the scrub verified (text, or JSON with --json).
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -293,6 +314,7 @@ fn main() -> std::process::ExitCode {
                 shard_reserve_bytes,
                 gc_interval_secs,
                 gc_min_age_secs,
+                scrub_interval_secs,
             } => {
                 dev::run(
                     &data_dir,
@@ -303,12 +325,19 @@ fn main() -> std::process::ExitCode {
                         interval: std::time::Duration::from_secs(gc_interval_secs),
                         min_age: std::time::Duration::from_secs(gc_min_age_secs),
                     },
+                    baobab::repair::RepairConfig {
+                        scrub_interval: std::time::Duration::from_secs(scrub_interval_secs),
+                        ..Default::default()
+                    },
                 )
                 .await
             }
             Command::Key { command } => key_command(command).await,
             Command::Bucket { command } => bucket_command(command).await,
             Command::Status { config } => run::status(&config).await,
+            Command::Repair {
+                command: RepairCommand::Status { config, json },
+            } => repair::status(config.path()?, json).await,
         }
     });
     match result {

@@ -105,6 +105,8 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
             retired_data_grace: std::time::Duration::from_secs(cfg.retired_data_grace_secs),
             shard_reserve: baobab::shard::ShardReserve::from_config(cfg.shard_reserve_bytes),
             gc: cfg.gc(),
+            cluster: cfg.cluster_view(),
+            repair: cfg.repair(),
         };
         let t = token.clone();
         storage = Some(

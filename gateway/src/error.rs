@@ -30,7 +30,7 @@ pub fn from_coord(e: CoordError) -> S3Error {
             tracing::error!(error = %e, "data path unavailable");
             S3Error::with_message(S3ErrorCode::SlowDown, e.to_string())
         }
-        CoordError::Erasure(_) | CoordError::Rpc(_) => {
+        CoordError::Erasure(_) | CoordError::Rpc(_) | CoordError::Heal(_) => {
             tracing::error!(error = %e, "data path failed");
             S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
         }

@@ -163,7 +163,7 @@ impl Gateway {
             .upload(&input.bucket, &input.key, &input.upload_id)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
-        let (_, _, record) = self
+        let (src_bucket, src_key, record) = self
             .copy_source(&key_id, &input.copy_source, copy_source_conditions!(input))
             .await?;
         let range = copy_range(input.copy_source_range.as_deref(), record.size)?;
@@ -179,7 +179,9 @@ impl Gateway {
             checksums: Default::default(),
             max_size: MAX_PART_SIZE_BYTES,
         };
-        let body = self.objects.read(&record, range.start, range.end);
+        let body = self
+            .objects
+            .read(&src_bucket, &src_key, &record, range.start, range.end);
         let part = self
             .objects
             .put_part(

@@ -258,7 +258,9 @@ impl Gateway {
                 input.part_number,
             )
             .await?;
-        let stream = self.objects.read(&record, plan.start, plan.end);
+        let stream = self
+            .objects
+            .read(&input.bucket, &input.key, &record, plan.start, plan.end);
         let (mut tx, rx) =
             futures::channel::mpsc::channel::<Result<Bytes, baobab::coord::CoordError>>(4);
         tokio::spawn(
@@ -463,7 +465,9 @@ impl Gateway {
             checksums: sel,
             max_size: MAX_OBJECT_SIZE_BYTES,
         };
-        let body = self.objects.read(&record, 0, record.size);
+        let body = self
+            .objects
+            .read(&src_bucket, &src_key, &record, 0, record.size);
         let out = self
             .objects
             .put(spec, body, expect, Checksums::default)

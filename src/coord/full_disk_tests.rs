@@ -87,7 +87,10 @@ async fn cluster(n: u64, k: u8, m: u8) -> (Coordinator, HashMap<NodeId, Node>) {
             NodeId(i),
             listener.local_addr().expect("local addr").to_string(),
         );
-        let handler = Arc::new(ShardsOnly(ShardRpc { store }));
+        let handler = Arc::new(ShardsOnly(ShardRpc::new(
+            store,
+            crate::shard::DEFAULT_VERIFY_BYTES_PER_SEC,
+        )));
         tokio::spawn(serve(
             listener,
             secret.clone(),

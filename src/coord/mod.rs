@@ -7,12 +7,15 @@ mod cluster;
 mod full;
 #[cfg(test)]
 mod full_disk_tests;
+mod heal;
 mod health;
 mod read;
 mod write;
 
 pub use cluster::ClusterView;
 pub use full::FULL_NODE_SKIP;
+pub use heal::Healed;
+pub use read::DamageHook;
 pub use write::{WriteOutcome, FALLBACK_REPLAY_BLOCKS};
 
 use std::sync::Arc;
@@ -48,6 +51,9 @@ pub enum CoordError {
     TooLarge { limit: u64 },
     #[error("could not read enough shards of block {block}: {reason}")]
     ReadUnavailable { block: u64, reason: String },
+    /// Healing a piece could not finish (it is tried again later).
+    #[error("healing: {0}")]
+    Heal(String),
     #[error("erasure: {0}")]
     Erasure(#[from] crate::codec::ErasureError),
     #[error("rpc: {0}")]

@@ -13,8 +13,8 @@ use http::Method;
 
 use super::{CoordError, Coordinator, SHARD_READ_TIMEOUT};
 use crate::codec::shard_format::{block_hash, ShardLayout, HASH_LEN};
-use crate::meta::ObjectData;
-use crate::rpc::{full_body, read_body};
+use crate::meta::{ObjectData, ShardDamage};
+use crate::rpc::{full_body, read_body, RpcError};
 use crate::shard::shard_path_and_query;
 use crate::types::{NodeId, VersionId, READ_WINDOW_BLOCKS};
 
@@ -84,6 +84,10 @@ fn piece_tasks(
     }
 }
 
+/// Called by a read for each shard it found missing or corrupt: (piece version, shard index,
+/// what is wrong).
+pub type DamageHook = Arc<dyn Fn(VersionId, u8, ShardDamage) + Send + Sync>;
+
 impl Coordinator {
     /// Streams bytes `start..end` of an object's data. A multipart object's parts are read in
     /// order, each only over the bytes of the range it holds, with the same one-window
@@ -95,6 +99,19 @@ impl Coordinator {
         size: u64,
         start: u64,
         end: u64,
+    ) -> BoxStream<'static, Result<Bytes, CoordError>> {
+        self.read_reporting(version, data, size, start, end, None)
+    }
+
+    /// [`Self::read`], telling `on_damage` about every missing or corrupt shard it meets.
+    pub fn read_reporting(
+        &self,
+        version: VersionId,
+        data: &ObjectData,
+        size: u64,
+        start: u64,
+        end: u64,
+        on_damage: Option<DamageHook>,
     ) -> BoxStream<'static, Result<Bytes, CoordError>> {
         let mut tasks = Vec::new();
         match data {
@@ -125,6 +142,7 @@ impl Coordinator {
             .map(move |task| {
                 let this = this.clone();
                 let unreachable = unreachable.clone();
+                let on_damage = on_damage.clone();
                 async move {
                     match task {
                         ReadTask::Inline(bytes) => Ok(vec![bytes]),
@@ -134,8 +152,15 @@ impl Coordinator {
                             size,
                             window,
                         } => {
-                            this.read_window(version, &data, size, window, &unreachable)
-                                .await
+                            this.read_window(
+                                version,
+                                &data,
+                                size,
+                                window,
+                                &unreachable,
+                                on_damage.as_ref(),
+                            )
+                            .await
                         }
                     }
                 }
@@ -156,6 +181,7 @@ impl Coordinator {
         size: u64,
         window: Window,
         unreachable: &Mutex<HashSet<NodeId>>,
+        on_damage: Option<&DamageHook>,
     ) -> Result<Vec<Bytes>, CoordError> {
         let Window {
             first,
@@ -196,7 +222,7 @@ impl Coordinator {
         let mut batch: Vec<(usize, NodeId)> = candidates.by_ref().take(k).collect();
         loop {
             let fetched = futures::future::join_all(batch.iter().map(|&(i, node)| {
-                self.fetch_shard_blocks(version, i, node, layout, first, end_block)
+                self.fetch_shard_blocks(version, i, node, layout, first, end_block, on_damage)
             }))
             .await;
             for (&(i, node), (blocks, reachable)) in batch.iter().zip(fetched) {
@@ -269,6 +295,7 @@ impl Coordinator {
     /// Fetches and verifies shard `i`'s records of blocks `first..end_block` from `node`.
     /// Unreachable nodes and corrupt blocks come back as None (corruption is logged); the flag
     /// says whether the node answered at all.
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_shard_blocks(
         &self,
         version: VersionId,
@@ -277,6 +304,7 @@ impl Coordinator {
         layout: ShardLayout,
         first: u64,
         end_block: u64,
+        on_damage: Option<&DamageHook>,
     ) -> (ShardBlocks, bool) {
         let n_blocks = (end_block - first) as usize;
         let (lo, hi) = layout.records_range(first, end_block);
@@ -298,6 +326,11 @@ impl Coordinator {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::warn!(%version, shard = i, %node, error = %e, "shard read failed; using other shards");
+                if matches!(e, RpcError::Status { status: 404, .. }) {
+                    if let Some(report) = on_damage {
+                        report(version, i as u8, ShardDamage::Missing);
+                    }
+                }
                 self.health.observe(node, &e);
                 return (vec![None; n_blocks], false);
             }
@@ -308,6 +341,7 @@ impl Coordinator {
             }
         };
         let mut out = Vec::with_capacity(n_blocks);
+        let mut corrupt = false;
         for b in first..end_block {
             let off = (layout.record_offset(b) - lo) as usize;
             let len = layout.shard_len(b) as usize;
@@ -318,8 +352,12 @@ impl Coordinator {
             });
             if verified.is_none() {
                 tracing::warn!(%version, shard = i, %node, block = b, "corrupt or short shard block detected (BLAKE3 mismatch); reconstructing from other shards");
+                corrupt = true;
             }
             out.push(verified);
+        }
+        if let (true, Some(report)) = (corrupt, on_damage) {
+            report(version, i as u8, ShardDamage::Corrupt);
         }
         (out, true)
     }

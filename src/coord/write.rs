@@ -50,14 +50,14 @@ pub const FALLBACK_REPLAY_BLOCKS: usize = 4;
 const CLOSED_STREAM_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One shard's stream to its node.
-struct ShardWriter {
-    node: NodeId,
+pub(super) struct ShardWriter {
+    pub(super) node: NodeId,
     /// None once the body is complete, or once the writer was dropped (then `failed`).
-    tx: Option<ShardSender>,
+    pub(super) tx: Option<ShardSender>,
     failed: bool,
     /// Set just before a complete body is closed. A body that ends without it ends with an
     /// error instead, so the node discards the partial shard rather than committing it.
-    complete: Arc<AtomicBool>,
+    pub(super) complete: Arc<AtomicBool>,
     /// The node's answer while it has not been taken into `answer`.
     response: Option<tokio::task::JoinHandle<Result<(), RpcError>>>,
     answer: Option<Result<(), RpcError>>,
@@ -75,7 +75,7 @@ impl ShardWriter {
     }
 
     /// Waits up to `timeout` for the node's answer; false if it did not come.
-    async fn wait_answer(&mut self, timeout: std::time::Duration) -> bool {
+    pub(super) async fn wait_answer(&mut self, timeout: std::time::Duration) -> bool {
         let Some(h) = self.response.as_mut() else {
             return self.answer.is_some();
         };
@@ -96,12 +96,12 @@ impl ShardWriter {
         matches!(&self.answer, Some(Err(e)) if is_disk_full(e))
     }
 
-    fn durable(&self) -> bool {
+    pub(super) fn durable(&self) -> bool {
         matches!(self.answer, Some(Ok(())))
     }
 
     /// Stops streaming and waiting (a dropped sender without `complete` discards the shard).
-    fn drop_stream(&mut self) {
+    pub(super) fn drop_stream(&mut self) {
         self.tx = None;
         self.failed = true;
         if let Some(h) = self.response.take() {
@@ -247,7 +247,7 @@ impl Coordinator {
         })
     }
 
-    fn shard_header(&self, version: VersionId, index: usize) -> ShardHeader {
+    pub(super) fn shard_header(&self, version: VersionId, index: usize) -> ShardHeader {
         ShardHeader {
             profile: self.cluster.profile,
             shard_index: index as u8,
@@ -257,7 +257,7 @@ impl Coordinator {
     }
 
     /// Starts streaming shard `index` to `node`, beginning with `sent` (at least the header).
-    fn start_shard(
+    pub(super) fn start_shard(
         &self,
         version: VersionId,
         index: usize,

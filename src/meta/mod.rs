@@ -19,6 +19,7 @@ pub mod model;
 mod node;
 pub mod raft;
 pub mod references;
+pub mod repair;
 pub mod snapshot;
 pub mod state;
 mod store;

@@ -170,6 +170,10 @@ impl ObjectData {
     }
 }
 
+pub use super::repair::{
+    HealOwner, HealRecord, HealReport, HealResult, RepairReport, RepairStats, ScrubPage, ScrubPass,
+    ScrubState, ShardDamage,
+};
 pub use crate::codec::checksum::{ChecksumAlgorithm, ChecksumType, Checksums};
 
 /// One object (its current version).
@@ -438,6 +442,20 @@ pub enum Command {
         done: Vec<GarbageId>,
         retry: Vec<(GarbageId, GarbageRecord)>,
     },
+    /// Queues damaged shards for healing (a read or the scrub found them); findings about data
+    /// no record holds any more are dropped. Idempotent.
+    QueueHeal {
+        reports: Vec<HealReport>,
+    },
+    /// The heal worker's result for one queued piece (idempotent).
+    HealProgress {
+        version: VersionId,
+        result: HealResult,
+    },
+    /// The scrub worker's progress over one page of records.
+    ScrubProgress {
+        page: ScrubPage,
+    },
 }
 
 /// Names one client write across its retries: the writing client's random id and the write's
@@ -550,6 +568,8 @@ pub enum Query {
     },
     ListParts(ListPartsQuery),
     ListUploads(ListUploadsQuery),
+    /// The repair queue and what healing and scrubbing verified (`baobab repair status`).
+    RepairStatus,
 }
 
 /// Parts of one upload with numbers above `after`, at most `max_parts`.
@@ -623,6 +643,7 @@ pub enum QueryResult {
     Upload(Option<UploadRecord>),
     Parts(PartsPage),
     Uploads(UploadsPage),
+    Repair(RepairReport),
     /// The query named a bucket that does not exist.
     NoSuchBucket,
 }

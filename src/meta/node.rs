@@ -382,6 +382,42 @@ impl MetaNode {
         self.db.due_garbage(before_ms, limit)
     }
 
+    /// The repair-queue entries due at `now_ms` in this replica's state (the heal worker reads
+    /// them on the leader; a stale entry only costs a check).
+    pub fn due_heals(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<super::repair::HealRecord>, MetaError> {
+        self.db.read_state(|s| super::repair::due(s, now_ms, limit))
+    }
+
+    /// The piece `version` as the record at `owner` holds it in this replica's state.
+    pub fn piece(
+        &self,
+        owner: &[u8],
+        version: crate::types::VersionId,
+    ) -> Result<Option<super::repair::Piece>, MetaError> {
+        self.db
+            .read_state(|s| super::repair::piece(s, owner, version))
+    }
+
+    /// The erasure-coded pieces of up to `limit` records after `after` in this replica's state,
+    /// and where the walk stands (see [`super::repair::walk`]).
+    #[allow(clippy::type_complexity)]
+    pub fn walk_pieces(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<super::repair::WalkedPiece>, Option<Vec<u8>>), MetaError> {
+        self.db.read_state(|s| super::repair::walk(s, after, limit))
+    }
+
+    /// The repair totals in this replica's state (where the scrub stands).
+    pub fn repair_report(&self) -> Result<super::repair::RepairReport, MetaError> {
+        self.db.read_state(super::repair::report)
+    }
+
     /// How many entries this replica's retire queue holds.
     pub fn garbage_queued(&self) -> Result<usize, MetaError> {
         self.db.garbage_queued()

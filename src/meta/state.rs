@@ -12,6 +12,7 @@
 //!   number, 8 hex digits>`: multipart uploads in progress and their parts ([`super::uploads`]).
 //! - `g/…`: the retire queue of unlinked data ([`super::garbage`]).
 //! - `d/…` and `e/…`: results of applied writes, for exactly-once retries ([`super::dedup`]).
+//! - `h/…` and `r/stats`: the repair queue and its totals ([`super::repair`]).
 //!
 //! Values are a 1-byte format version followed by MessagePack with named fields.
 
@@ -22,7 +23,7 @@ use super::model::{
     AccessKeyRecord, BucketRecord, Command, CommandResult, ListObjectsPage, ListObjectsQuery,
     ObjectRecord, ObjectSummary, Query, QueryResult, Write, WriteCondition,
 };
-use super::{dedup, garbage, uploads};
+use super::{dedup, garbage, repair, uploads};
 use crate::types::{BucketId, MAX_KEYS_PER_PAGE};
 
 /// The format version byte in front of every stored value.
@@ -206,7 +207,8 @@ pub fn apply(
             if let Some(refused) = check_condition(condition.as_ref(), replaced.as_ref()) {
                 return Ok((refused, vec![]));
             }
-            let mut ops = vec![Op::Put(k, encode_value(record)?)];
+            let mut ops = repair::degraded_write_ops(at_ms, &k, record.version, &record.data)?;
+            ops.push(Op::Put(k, encode_value(record)?));
             if let Some(old) = replaced.filter(|old| old.version != record.version) {
                 ops.extend(garbage::retire_ops(at_ms, old.version, &old.data)?);
             }
@@ -299,6 +301,11 @@ pub fn apply(
             CommandResult::Ok,
             garbage::progress_ops(state, done, retry)?,
         )),
+        Command::QueueHeal { reports } => repair::queue_ops(state, at_ms, reports),
+        Command::HealProgress { version, result } => {
+            repair::progress_ops(state, at_ms, *version, result)
+        }
+        Command::ScrubProgress { page } => repair::scrub_ops(state, at_ms, page),
     }
 }
 
@@ -333,6 +340,7 @@ pub fn query(state: &dyn StateRead, q: &Query) -> Result<QueryResult, MetaError>
         Query::GetUpload { .. } | Query::ListParts(_) | Query::ListUploads(_) => {
             uploads::query(state, q)
         }
+        Query::RepairStatus => Ok(QueryResult::Repair(repair::report(state)?)),
     }
 }
 

@@ -206,6 +206,15 @@ impl MetaDb {
         super::garbage::queued(&DbState { db: self })
     }
 
+    /// Runs a pure read over the local state machine (the caller decides what staleness is
+    /// acceptable).
+    pub fn read_state<T>(
+        &self,
+        read: impl FnOnce(&dyn state::StateRead) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError> {
+        read(&DbState { db: self })
+    }
+
     /// Which of `candidates` a record references (local state; `references.rs`).
     pub fn referenced_versions(
         &self,

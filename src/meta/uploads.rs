@@ -95,7 +95,8 @@ pub fn apply(
             };
             let k = part_key(b.id, upload_id, part.number);
             let replaced = get_decoded::<PartRecord>(state, &k)?;
-            let mut ops = vec![Op::Put(k, encode_value(part)?)];
+            let mut ops = super::repair::degraded_write_ops(at_ms, &k, part.version, &part.data)?;
+            ops.push(Op::Put(k, encode_value(part)?));
             if let Some(old) = replaced.filter(|old| old.version != part.version) {
                 ops.extend(retire_ops(at_ms, old.version, &old.data)?);
             }
@@ -140,7 +141,10 @@ pub fn apply(
                     .collect(),
             );
             record.size = used.iter().map(|p| p.size).sum();
-            let mut ops = vec![Op::Delete(uk), Op::Put(ok, encode_value(&record)?)];
+            // Parts queued for healing are healed in the object's record from now on.
+            let mut ops = super::repair::reown_ops(state, used.iter().map(|p| p.version), &ok)?;
+            ops.push(Op::Delete(uk));
+            ops.push(Op::Put(ok, encode_value(&record)?));
             ops.extend(
                 stored
                     .iter()

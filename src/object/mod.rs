@@ -10,12 +10,14 @@
 //! a definite refusal (no bucket, no upload, a condition) is deleted at once; when the commit's
 //! outcome is unknown (metadata unavailable) the shards stay, as garbage at worst.
 
+mod damage;
 mod error;
 mod multipart;
 mod put;
 
 pub(crate) use crate::rpc::unix_now_ms as now_ms;
 
+pub use damage::DamageReporter;
 pub use error::ObjectError;
 pub use multipart::{CompletePart, CompleteRequest, Completed, PartWritten};
 pub use put::{DataExpectations, PutOutcome, WriteSpec};
@@ -32,11 +34,19 @@ use crate::meta::{
 pub struct ObjectService {
     pub meta: MetaClient,
     pub coord: Coordinator,
+    /// Where reads report the damaged shards they find (queued for healing).
+    damage: DamageReporter,
 }
 
 impl ObjectService {
+    /// The service; starts its damage reporter on the current tokio runtime.
     pub fn new(meta: MetaClient, coord: Coordinator) -> Self {
-        ObjectService { meta, coord }
+        let damage = DamageReporter::start(meta.clone());
+        ObjectService {
+            meta,
+            coord,
+            damage,
+        }
     }
 
     pub(crate) async fn read_meta(&self, q: Query) -> Result<QueryResult, ObjectError> {
@@ -76,15 +86,24 @@ impl ObjectService {
         }
     }
 
-    /// Streams bytes `start..end` of a record's data.
+    /// Streams bytes `start..end` of `record`, the object `bucket/key`; damaged shards the
+    /// read finds are queued for healing.
     pub fn read(
         &self,
+        bucket: &str,
+        key: &str,
         record: &ObjectRecord,
         start: u64,
         end: u64,
     ) -> BoxStream<'static, Result<bytes::Bytes, CoordError>> {
-        self.coord
-            .read(record.version, &record.data, record.size, start, end)
+        self.coord.read_reporting(
+            record.version,
+            &record.data,
+            record.size,
+            start,
+            end,
+            Some(self.damage.hook(bucket, key)),
+        )
     }
 
     /// Deletes one object; the retire worker frees its data after the grace. Deleting a

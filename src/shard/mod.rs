@@ -21,13 +21,15 @@ mod leases;
 mod rpc;
 mod scan;
 mod space;
+mod verify;
 mod writer;
 
 pub use leases::{ReadLeases, READ_LEASE};
 pub use rpc::{
     delete_shard, delete_shard_if_idle, is_disk_full, list_old_shards, shard_path_and_query,
-    ShardRpc, SHARD_LIST_TIMEOUT,
+    verify_shard, ShardRpc, SHARD_LIST_TIMEOUT,
 };
+pub use verify::{ShardCheck, VerifyPacer, DEFAULT_VERIFY_BYTES_PER_SEC};
 pub use scan::{
     run_temp_sweep, ShardListPage, ShardName, MAX_LIST_PAGE_SHARDS, TEMP_MIN_AGE,
     TEMP_SWEEP_INTERVAL,

@@ -1,6 +1,8 @@
 //! The shard store's RPC surface: `PUT|GET|DELETE /v1/shard/<version hex>/<shard index>`,
 //! GET taking `?offset=&len=`, and `GET /v1/shard/list?older_than_ms=&after=&limit=` (a page
-//! of old committed shards, MessagePack, for the garbage collector). Only routing and status
+//! of old committed shards, MessagePack, for the garbage collector), and `GET
+//! /v1/shard/<version>/<index>?verify=<object size>` (the whole file checked, a MessagePack
+//! [`ShardCheck`], for the scrub and healing). Only routing and status
 //! mapping live here. A PUT the node has no space for is answered `507 Insufficient Storage`,
 //! before its body is read when possible.
 
@@ -10,6 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::scan::{ShardListPage, ShardName};
+use super::verify::{ShardCheck, VerifyPacer};
 use super::{ShardError, ShardStore};
 use crate::rpc::{
     decode, encode, full_body, read_body, status_response, RpcClient, RpcError, RpcResponse,
@@ -154,6 +157,56 @@ fn parse_list(query: Option<&str>) -> Option<(std::time::Duration, Option<ShardN
 
 pub struct ShardRpc {
     pub store: ShardStore,
+    /// The read budget of whole-shard verifications on this node.
+    pub pacer: std::sync::Arc<VerifyPacer>,
+}
+
+/// Checks shard `shard_index` of `version` (an object or part of `object_size` bytes) whole on
+/// `node`: header, length, every block's BLAKE3 (see [`ShardStore::verify`]). The node paces
+/// the reads, so the timeout grows with the shard.
+pub async fn verify_shard(
+    rpc: &RpcClient,
+    node: NodeId,
+    version: VersionId,
+    shard_index: u8,
+    object_size: u64,
+) -> Result<ShardCheck, RpcError> {
+    let path = format!(
+        "{}?verify={object_size}",
+        shard_path_and_query(version, shard_index, None)
+    );
+    // 30 s, plus the shard's share of the object at 2 MiB/s (the pacing budget is shared).
+    let timeout = std::time::Duration::from_secs(30 + object_size / (2 * 1024 * 1024));
+    let work = async {
+        let resp = rpc
+            .request(
+                node,
+                Method::GET,
+                &path,
+                full_body(bytes::Bytes::new()),
+                timeout,
+            )
+            .await?;
+        let body = read_body(resp.into_body(), MAX_MESSAGE_BYTES).await?;
+        decode::<ShardCheck>(&body)
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RpcError::Timeout {
+                node,
+                path: path.clone(),
+                timeout_ms: timeout.as_millis() as u64,
+            })
+        })
+}
+
+/// The object size a verification request names (`?verify=<size>`).
+fn parse_verify(query: Option<&str>) -> Option<u64> {
+    query?
+        .split('&')
+        .find_map(|p| p.strip_prefix("verify="))
+        .and_then(|v| v.parse().ok())
 }
 
 fn parse_name(path: &str) -> Option<(VersionId, u8)> {
@@ -201,6 +254,14 @@ fn error_response(e: ShardError) -> RpcResponse {
 }
 
 impl ShardRpc {
+    /// Serves `store`, verifying shards at most at `verify_bytes_per_sec`.
+    pub fn new(store: ShardStore, verify_bytes_per_sec: u64) -> Self {
+        ShardRpc {
+            store,
+            pacer: std::sync::Arc::new(VerifyPacer::new(verify_bytes_per_sec)),
+        }
+    }
+
     pub async fn handle(&self, req: Request<Incoming>) -> RpcResponse {
         if req.uri().path() == PATH_LIST {
             return self.list(&req).await;
@@ -217,6 +278,17 @@ impl ShardRpc {
                 match self.store.write(version, idx, Box::pin(body)).await {
                     Ok(n) => status_response(StatusCode::OK, n.to_string()),
                     Err(e) => error_response(e),
+                }
+            }
+            Method::GET if parse_verify(req.uri().query()).is_some() => {
+                let size = parse_verify(req.uri().query()).unwrap_or(0);
+                let check = match self.store.verify(version, idx, size, &self.pacer).await {
+                    Ok(check) => check,
+                    Err(e) => return error_response(e),
+                };
+                match encode(&check) {
+                    Ok(body) => http::Response::new(full_body(body)),
+                    Err(e) => status_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
             Method::GET => {

@@ -6,8 +6,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use baobab::coord::{ClusterView, Coordinator};
 use baobab::gc::GcConfig;
 use baobab::meta::{MetaConfig, MetaNode};
+use baobab::repair::RepairConfig;
 use baobab::rpc::{
     read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcResponse,
     MAX_MESSAGE_BYTES,
@@ -31,6 +33,10 @@ pub struct StorageNodeConfig {
     /// The garbage collector of unreferenced shard files (it acts while this node leads); the
     /// sweep of abandoned temp files runs as often, at most every `TEMP_SWEEP_INTERVAL`.
     pub gc: GcConfig,
+    /// The cluster as the heal worker places rebuilt shards in it.
+    pub cluster: ClusterView,
+    /// Healing and scrub (they act while this node leads).
+    pub repair: RepairConfig,
 }
 
 /// What `/v1/node/status` answers.
@@ -100,7 +106,8 @@ impl RpcHandler for Handler {
 pub struct StorageNode {
     pub meta: Arc<MetaNode>,
     server: tokio::task::JoinHandle<()>,
-    /// Background workers: the retire queue, the garbage collector, the temp-file sweep.
+    /// Background workers: the retire queue, the garbage collector, the temp-file sweep,
+    /// healing and scrub.
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -117,7 +124,7 @@ impl StorageNode {
         let sweep_store = store.clone();
         let handler = Arc::new(Handler {
             node_id: cfg.node_id,
-            shards: ShardRpc { store },
+            shards: ShardRpc::new(store, cfg.repair.verify_bytes_per_sec),
             meta: OnceLock::new(),
         });
         let server = tokio::spawn(serve(listener, secret.clone(), handler.clone(), shutdown));
@@ -145,9 +152,16 @@ impl StorageNode {
         ));
         let gc = tokio::spawn(baobab::gc::run(
             meta.clone(),
-            rpc,
+            rpc.clone(),
             cfg.members.keys().copied().collect(),
             cfg.gc,
+        ));
+        let coord = Coordinator::new(rpc, cfg.cluster)?;
+        let heal = tokio::spawn(baobab::repair::run_heal(meta.clone(), coord.clone()));
+        let scrub = tokio::spawn(baobab::repair::run_scrub(
+            meta.clone(),
+            coord,
+            cfg.repair.scrub_interval,
         ));
         let sweep = tokio::spawn(baobab::shard::run_temp_sweep(
             sweep_store,
@@ -158,7 +172,7 @@ impl StorageNode {
         Ok(StorageNode {
             meta,
             server,
-            workers: vec![retire, gc, sweep],
+            workers: vec![retire, gc, sweep, heal, scrub],
         })
     }
 

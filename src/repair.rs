@@ -1,0 +1,272 @@
+//! The repair workers of a storage node, acting only while it leads the metadata group (like
+//! [`crate::retire`] and [`crate::gc`]): healing and scrub. Their queue and progress live in the
+//! state machine ([`crate::meta::repair`]), so a restart or a new leader picks them up where
+//! they stand.
+//!
+//! - **Healing** takes the queued pieces that are due — degraded writes (queued with their
+//!   commit), shards a GET found missing or corrupt, the scrub's findings — and heals each with
+//!   [`Coordinator::heal`]: every shard checked whole, the damaged ones rebuilt, re-read and
+//!   verified; only then is the piece reported healed (and its record pointed at any new
+//!   shard home). A failed attempt is retried with a growing backoff.
+//! - **Scrub** walks every object and part record in pages and has each shard's node verify
+//!   the whole file (header, length, every block's BLAKE3), at the node's verification budget
+//!   ([`crate::shard::VerifyPacer`]); what fails is queued for healing. A pass starts
+//!   `scrub_interval` after the previous one started.
+//!
+//! Units of work are bounded (a page of records, a batch of due pieces); progress is reported
+//! through Raft after each unit; the tasks stop when dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use crate::coord::Coordinator;
+use crate::meta::repair::WalkedPiece;
+use crate::meta::{
+    Command, HealOwner, HealRecord, HealReport, HealResult, MetaNode, ObjectData, ScrubPage,
+    ShardDamage, Write, WriteReply,
+};
+use crate::rpc::unix_now_ms as now_ms;
+use crate::shard::{verify_shard, ShardCheck};
+
+/// Default time between the starts of two scrub passes.
+pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How the repair workers run on a storage node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairConfig {
+    /// Time between the starts of two scrub passes.
+    pub scrub_interval: Duration,
+    /// This node's read budget for whole-shard verifications (scrub and healing).
+    pub verify_bytes_per_sec: u64,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            scrub_interval: DEFAULT_SCRUB_INTERVAL,
+            verify_bytes_per_sec: crate::shard::DEFAULT_VERIFY_BYTES_PER_SEC,
+        }
+    }
+}
+/// How often the workers look for work when idle.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// Queued pieces taken per heal round.
+const HEALS_PER_ROUND: usize = 8;
+/// Records per scrub page.
+const SCRUB_PAGE_RECORDS: usize = 64;
+/// Backoff of a failed heal: this, doubled per failed attempt, at most [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
+
+/// Runs the heal worker until the task is dropped.
+pub async fn run_heal(meta: Arc<MetaNode>, coord: Coordinator) {
+    let mut ticker = tokio::time::interval(IDLE_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if !meta.is_leader() {
+            continue;
+        }
+        let due = match meta.due_heals(now_ms(), HEALS_PER_ROUND) {
+            Ok(due) => due,
+            Err(e) => {
+                warn!(error = %e, "could not read the repair queue");
+                continue;
+            }
+        };
+        for entry in due {
+            if !meta.is_leader() {
+                break;
+            }
+            heal_one(&meta, &coord, entry).await;
+        }
+    }
+}
+
+/// Heals one queued piece and reports the result through Raft.
+async fn heal_one(meta: &MetaNode, coord: &Coordinator, entry: HealRecord) {
+    let version = entry.version;
+    let result = match meta.piece(&entry.owner, version) {
+        Ok(None) => HealResult::Gone,
+        Ok(Some(piece)) => match coord.heal(version, &piece.data, piece.size).await {
+            Ok(healed) => {
+                if healed.rebuilt > 0 {
+                    info!(%version, shards = healed.rebuilt, bytes = healed.bytes, "shards rebuilt and verified");
+                } else {
+                    info!(%version, "every shard verified intact; nothing to rebuild");
+                }
+                HealResult::Healed {
+                    before: healed.before,
+                    after: healed.after,
+                    shards: healed.rebuilt,
+                    bytes: healed.bytes,
+                }
+            }
+            Err(e) => {
+                let backoff = backoff(entry.attempts);
+                warn!(%version, attempts = entry.attempts + 1, retry_in_secs = backoff.as_secs(), error = %e, "healing failed; retrying later");
+                HealResult::Failed {
+                    error: e.to_string(),
+                    retry_at_ms: now_ms() + backoff.as_millis() as i64,
+                }
+            }
+        },
+        Err(e) => {
+            warn!(%version, error = %e, "could not read the record of a queued piece");
+            return;
+        }
+    };
+    report(meta, Command::HealProgress { version, result }).await;
+}
+
+fn backoff(attempts: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << attempts.min(16))
+        .min(MAX_BACKOFF)
+}
+
+/// Proposes a worker's report (idempotent commands need no request id).
+async fn report(meta: &MetaNode, cmd: Command) {
+    match meta.write(Write { id: None, cmd }).await {
+        WriteReply::Ok(_) | WriteReply::NotLeader { .. } => {}
+        WriteReply::Failed(e) => warn!(error = %e, "repair progress not recorded; retrying later"),
+    }
+}
+
+/// Runs the scrub worker until the task is dropped.
+pub async fn run_scrub(meta: Arc<MetaNode>, coord: Coordinator, interval: Duration) {
+    let mut ticker = tokio::time::interval(IDLE_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        // Pages follow each other without a pause while a pass is in progress (the nodes pace
+        // the reads); between passes the worker only looks at the clock.
+        while meta.is_leader() {
+            match scrub_page(&meta, &coord, interval).await {
+                Ok(true) => tokio::task::yield_now().await,
+                Ok(false) => break,
+                Err(e) => {
+                    warn!(error = %e, "scrub page failed; retrying");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Scrubs the next page if a pass is in progress or due; whether it did.
+async fn scrub_page(
+    meta: &MetaNode,
+    coord: &Coordinator,
+    interval: Duration,
+) -> Result<bool, String> {
+    let state = meta.repair_report().map_err(|e| e.to_string())?.stats.scrub;
+    let now = now_ms();
+    let (pass_started_ms, after) = match state.cursor {
+        Some(cursor) => (state.pass_started_ms, Some(cursor)),
+        None if state.pass_started_ms == 0
+            || now >= state.pass_started_ms + interval.as_millis() as i64 =>
+        {
+            info!("scrub pass started");
+            (now.max(state.pass_started_ms + 1), None)
+        }
+        None => return Ok(false),
+    };
+    let (pieces, cursor) = meta
+        .walk_pieces(after.as_deref(), SCRUB_PAGE_RECORDS)
+        .map_err(|e| e.to_string())?;
+    let mut page = ScrubPage {
+        pass_started_ms,
+        cursor,
+        ..Default::default()
+    };
+    let mut findings = Vec::new();
+    for piece in &pieces {
+        let damage = scrub_piece(coord, piece, &mut page).await;
+        if !damage.is_empty() {
+            warn!(version = %piece.version, damaged = ?damage, "scrub found damaged shards; queued for healing");
+            findings.push(HealReport {
+                version: piece.version,
+                owner: HealOwner::Record(piece.owner.clone()),
+                damage,
+            });
+        }
+    }
+    if !findings.is_empty() {
+        report(meta, Command::QueueHeal { reports: findings }).await;
+    }
+    let done = page.cursor.is_none();
+    debug!(
+        pieces = pieces.len(),
+        verified = page.shards_verified,
+        bad = page.shards_bad,
+        "scrub page done"
+    );
+    report(meta, Command::ScrubProgress { page: page.clone() }).await;
+    if done {
+        info!("scrub pass complete");
+    }
+    Ok(!done)
+}
+
+/// Has every shard of one piece verified by its node; the damaged ones.
+async fn scrub_piece(
+    coord: &Coordinator,
+    piece: &WalkedPiece,
+    page: &mut ScrubPage,
+) -> BTreeMap<u8, ShardDamage> {
+    let ObjectData::Sharded { shard_nodes, .. } = &piece.piece.data else {
+        return BTreeMap::new();
+    };
+    let (version, size) = (piece.version, piece.piece.size);
+    let checks = shard_nodes.iter().enumerate().map(|(i, node)| async move {
+        let node = (*node)?;
+        Some(verify_shard(&coord.rpc, node, version, i as u8, size).await)
+    });
+    let mut damage = BTreeMap::new();
+    for (i, check) in futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let i = i as u8;
+        match check {
+            None => {
+                damage.insert(i, ShardDamage::Unplaced);
+            }
+            Some(Ok(ShardCheck::Intact { bytes })) => {
+                page.shards_verified += 1;
+                page.bytes_verified += bytes;
+                continue;
+            }
+            Some(Ok(ShardCheck::Missing)) => {
+                damage.insert(i, ShardDamage::Missing);
+            }
+            Some(Ok(ShardCheck::Corrupt { .. })) => {
+                damage.insert(i, ShardDamage::Corrupt);
+            }
+            Some(Err(e)) => {
+                debug!(%version, shard = i, error = %e, "scrub could not check a shard");
+                page.shards_unchecked += 1;
+                continue;
+            }
+        }
+        page.shards_bad += 1;
+    }
+    damage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0), FIRST_BACKOFF);
+        assert_eq!(backoff(1), FIRST_BACKOFF * 2);
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}
