@@ -7,7 +7,8 @@
 //!   commit), shards a GET found missing or corrupt, the scrub's findings — and heals each with
 //!   [`Coordinator::heal`]: every shard checked whole, the damaged ones rebuilt, re-read and
 //!   verified; only then is the piece reported healed (and its record pointed at any new
-//!   shard home). A failed attempt is retried with a growing backoff.
+//!   shard home). A failed attempt is retried with a growing backoff, except while a node
+//!   that holds or is to receive a shard does not answer: then every [`FIRST_BACKOFF`].
 //! - **Scrub** walks every object and part record in pages and has each shard's node verify
 //!   the whole file (header, length, every block's BLAKE3), at the node's verification budget
 //!   ([`crate::shard::VerifyPacer`]); what fails is queued for healing. A pass starts
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use crate::coord::Coordinator;
+use crate::coord::{CoordError, Coordinator};
 use crate::meta::repair::WalkedPiece;
 use crate::meta::{
     Command, HealOwner, HealRecord, HealReport, HealResult, MetaNode, ObjectData, ScrubPage,
@@ -106,7 +107,12 @@ async fn heal_one(meta: &MetaNode, coord: &Coordinator, entry: HealRecord) {
                 }
             }
             Err(e) => {
-                let backoff = backoff(entry.attempts);
+                // Waiting for a node to answer again is not the piece's fault: retry soon,
+                // without growing the backoff, so healing follows the node's return at once.
+                let backoff = match e {
+                    CoordError::HealBlocked(_) => FIRST_BACKOFF,
+                    _ => backoff(entry.attempts),
+                };
                 warn!(%version, attempts = entry.attempts + 1, retry_in_secs = backoff.as_secs(), error = %e, "healing failed; retrying later");
                 HealResult::Failed {
                     error: e.to_string(),

@@ -30,7 +30,10 @@ pub fn from_coord(e: CoordError) -> S3Error {
             tracing::error!(error = %e, "data path unavailable");
             S3Error::with_message(S3ErrorCode::SlowDown, e.to_string())
         }
-        CoordError::Erasure(_) | CoordError::Rpc(_) | CoordError::Heal(_) => {
+        CoordError::Erasure(_)
+        | CoordError::Rpc(_)
+        | CoordError::Heal(_)
+        | CoordError::HealBlocked(_) => {
             tracing::error!(error = %e, "data path failed");
             S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
         }

@@ -36,6 +36,8 @@ struct Node {
     script: Arc<std::sync::Mutex<Vec<u64>>>,
     available: Arc<AtomicU64>,
     checks: Arc<AtomicU64>,
+    /// Makes every space check fail with an I/O error (a failing disk: not a full one).
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Node {
@@ -66,10 +68,19 @@ async fn cluster(n: u64, k: u8, m: u8) -> (Coordinator, HashMap<NodeId, Node>) {
         let available = Arc::new(AtomicU64::new(PLENTY_BYTES));
         let checks = Arc::new(AtomicU64::new(0));
         let script = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let probe = {
-            let (available, checks, script) = (available.clone(), checks.clone(), script.clone());
+            let (available, checks, script, failing) = (
+                available.clone(),
+                checks.clone(),
+                script.clone(),
+                failing.clone(),
+            );
             Arc::new(move |_: &std::path::Path| {
                 checks.fetch_add(1, Ordering::SeqCst);
+                if failing.load(Ordering::SeqCst) {
+                    return Err(std::io::Error::other("disk failed"));
+                }
                 let scripted = script.lock().expect("script lock").pop();
                 Ok(FsSpace {
                     total_bytes: PLENTY_BYTES,
@@ -104,6 +115,7 @@ async fn cluster(n: u64, k: u8, m: u8) -> (Coordinator, HashMap<NodeId, Node>) {
                 script,
                 available,
                 checks,
+                failing,
             },
         );
     }
@@ -188,6 +200,28 @@ async fn a_full_home_moves_its_shard_to_a_fallback_and_is_then_skipped() {
     assert_eq!(shard_nodes(&out.data).iter().flatten().count(), 3);
     assert!(!shard_nodes(&out.data).contains(&Some(full)));
     assert_eq!(nodes[&full].checks.load(Ordering::SeqCst), asked);
+}
+
+#[tokio::test]
+async fn a_shard_whose_node_fails_moves_to_a_fallback() {
+    let (coord, nodes) = cluster(4, 2, 1).await;
+    let version = VersionId(11);
+    let order = coord.cluster.placement(version);
+    let failing = order[0];
+    nodes[&failing].failing.store(true, Ordering::SeqCst);
+    let (data, stream) = body(3 * MIB + 5);
+    let out = coord.write(version, stream).await.expect("write");
+    assert_eq!(
+        shard_nodes(&out.data),
+        vec![Some(order[3]), Some(order[1]), Some(order[2])],
+        "shard 0 on the fallback, not left missing"
+    );
+    assert_eq!(nodes[&failing].shard_files(), 0);
+    assert!(
+        !coord.full_nodes.contains(failing),
+        "a failing disk is not a full one"
+    );
+    assert_eq!(read_back(&coord, version, &out.data, out.size).await, data);
 }
 
 #[tokio::test]

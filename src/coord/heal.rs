@@ -74,7 +74,7 @@ impl Coordinator {
             Found::Unknown(why) => Some((i, why)),
             _ => None,
         }) {
-            return Err(CoordError::Heal(format!(
+            return Err(CoordError::HealBlocked(format!(
                 "shard {i} could not be checked: {why}"
             )));
         }
@@ -107,7 +107,10 @@ impl Coordinator {
         let mut after = shard_nodes.clone();
         let mut bytes = 0;
         for &(i, node) in &targets {
-            match verify_shard(&self.rpc, node, version, i as u8, size).await? {
+            let check = verify_shard(&self.rpc, node, version, i as u8, size)
+                .await
+                .map_err(|e| CoordError::HealBlocked(format!("node {node}: {e}")))?;
+            match check {
                 ShardCheck::Intact { bytes: b } => bytes += b,
                 other => {
                     return Err(CoordError::Heal(format!(
@@ -233,7 +236,7 @@ impl Coordinator {
             }
             for (i, w) in writers.iter_mut() {
                 if !w.wait_answer(SHARD_COMMIT_TIMEOUT).await || !w.durable() {
-                    return Err(CoordError::Heal(format!(
+                    return Err(CoordError::HealBlocked(format!(
                         "node {} did not make rebuilt shard {i} durable",
                         w.node
                     )));
@@ -256,7 +259,9 @@ impl Coordinator {
 async fn send(w: &mut ShardWriter, shard: Bytes, hash: Bytes) -> Result<(), CoordError> {
     let node = w.node;
     let Some(tx) = w.tx.as_mut() else {
-        return Err(CoordError::Heal(format!("node {node} closed the stream")));
+        return Err(CoordError::HealBlocked(format!(
+            "node {node} closed the stream"
+        )));
     };
     let sent = tokio::time::timeout(SHARD_SEND_TIMEOUT, async {
         tx.send(Ok(shard)).await?;
@@ -265,10 +270,10 @@ async fn send(w: &mut ShardWriter, shard: Bytes, hash: Bytes) -> Result<(), Coor
     .await;
     match sent {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(CoordError::Heal(format!(
+        Ok(Err(_)) => Err(CoordError::HealBlocked(format!(
             "node {node} closed the rebuilt shard's stream"
         ))),
-        Err(_) => Err(CoordError::Heal(format!(
+        Err(_) => Err(CoordError::HealBlocked(format!(
             "node {node} stopped taking the rebuilt shard"
         ))),
     }

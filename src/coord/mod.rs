@@ -54,6 +54,9 @@ pub enum CoordError {
     /// Healing a piece could not finish (it is tried again later).
     #[error("healing: {0}")]
     Heal(String),
+    /// Healing waits for a node that does not answer (it holds or is to receive a shard).
+    #[error("healing waits for a node: {0}")]
+    HealBlocked(String),
     #[error("erasure: {0}")]
     Erasure(#[from] crate::codec::ErasureError),
     #[error("rpc: {0}")]

@@ -11,6 +11,10 @@
 //! while it is at most [`FALLBACK_REPLAY_BLOCKS`] blocks long), else it is missing like a dead
 //! node's; the node is skipped by new writes for a while ([`super::full`]). When fewer than k
 //! shards can be placed because nodes are full, the write fails with `StorageFull`.
+//!
+//! Failures: a shard whose node dies, stalls or errors mid-write moves to a fallback the same
+//! way while it is short enough to resend. A shard that could go nowhere is `None` in the
+//! record, and the commit queues the piece for healing ([`crate::meta::repair`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -356,8 +360,11 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Moves the shards whose nodes refused them for lack of space to fallback nodes (resending
-    /// what was sent), or gives them up where that cannot be done. Returns whether any moved.
+    /// Moves the shards whose nodes refused them for lack of space, or failed them (a dead,
+    /// stalled or erroring node), to fallback nodes, resending what was sent, where the cluster
+    /// has a fallback and the shard is still short enough to resend; a full node's shard that
+    /// cannot move is given up, a failed node's stays failed (missing from the record, so
+    /// queued for healing with the commit). Returns whether any moved.
     async fn move_refused_shards(&self, ws: &mut ShardWriters) -> bool {
         let mut moved = false;
         for i in 0..ws.slots.len() {
@@ -365,30 +372,38 @@ impl Coordinator {
                 continue;
             };
             w.poll_answer().await;
-            if !w.refused_full() {
+            let full = w.refused_full();
+            let failed =
+                !full && !w.durable() && (w.failed || w.answer.is_some()) && w.replay.is_some();
+            if !full && !failed {
                 continue;
             }
-            let (full, replay) = (w.node, w.replay.take());
+            let (from, replay) = (w.node, w.replay.take());
             w.drop_stream();
-            self.full_nodes.mark(full);
+            if full {
+                self.full_nodes.mark(from);
+            }
             let mut in_use = ws.nodes_in_use();
             in_use[i] = None;
             let fallback = replay.and_then(|replay| {
                 let node = self.cluster.fallback(&ws.order, &in_use, |n| {
-                    n == full || self.full_nodes.contains(n)
+                    n == from || self.full_nodes.contains(n) || self.health.avoided(n)
                 })?;
                 Some((node, replay))
             });
             match fallback {
                 Some((node, replay)) => {
-                    tracing::info!(version = %ws.version, shard = i, %full, fallback = %node, "shard moved to a fallback node");
+                    let why = if full { "out of space" } else { "failed" };
+                    tracing::info!(version = %ws.version, shard = i, node = %from, fallback = %node, why, "shard moved to a fallback node");
                     ws.slots[i] = Some(self.start_shard(ws.version, i, node, replay));
                     moved = true;
                 }
-                None => {
+                None if full => {
                     ws.slots[i] = None;
                     ws.lost_to_full += 1;
                 }
+                // A failed shard with nowhere to go stays as it is: missing from the record.
+                None => {}
             }
         }
         moved
@@ -407,8 +422,9 @@ impl Coordinator {
     async fn finish(&self, size: u64, mut ws: ShardWriters) -> Result<WriteOutcome, CoordError> {
         let profile = self.cluster.profile;
         let version = ws.version;
-        // A shard moved to a fallback at the end is streamed whole again: close and wait anew.
-        loop {
+        // A shard moved to a fallback at the end is streamed whole again: close and wait anew
+        // (a bounded number of times: fallbacks that fail too could take turns forever).
+        for _ in 0..=ws.order.len() {
             for w in ws.slots.iter_mut().flatten() {
                 if let Some(mut tx) = w.tx.take() {
                     w.complete.store(true, Ordering::Release);
