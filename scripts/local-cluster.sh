@@ -141,7 +141,12 @@ start)
     if "$BIN" key create --help 2>/dev/null | grep -q -- --allow-create-bucket; then
         rights=(--allow-create-bucket)
     fi
-    "$BIN" key create --config "$dir/gateway.toml" --name local-cluster "${rights[@]}" --key-id "$key_id" --secret "$secret" > /dev/null
+    if "$BIN" key create --help 2>/dev/null | grep -q -- --secret-stdin; then
+        printf '%s\n' "$secret" | "$BIN" key create --config "$dir/gateway.toml" --name local-cluster "${rights[@]}" --key-id "$key_id" --secret-stdin > /dev/null
+    else # builds before --secret-stdin (benchmarked with --bin)
+        "$BIN" key create --config "$dir/gateway.toml" --name local-cluster "${rights[@]}" --key-id "$key_id" --secret "$secret" > /dev/null
+    fi
+    (umask 077; : > "$dir/cluster.env.tmp")
     cat > "$dir/cluster.env.tmp" <<ENV
 export AWS_ACCESS_KEY_ID=$key_id
 export AWS_SECRET_ACCESS_KEY=$secret

@@ -22,8 +22,23 @@ pub fn temp_path(path: &Path) -> PathBuf {
 
 /// Writes `data` to `path` durably.
 pub async fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_durable_mode(path, data, 0o644).await
+}
+
+/// Writes a file only its owner may read (secrets, credentials) durably: mode 0600 from its
+/// creation, so no other user can open it even for a moment.
+pub async fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_durable_mode(path, data, 0o600).await
+}
+
+async fn write_durable_mode(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = temp_path(path);
-    let mut f = tokio::fs::File::create(&tmp).await?;
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .await?;
     f.write_all(data).await?;
     f.sync_all().await?;
     drop(f);

@@ -30,6 +30,10 @@ LOCAL_CLUSTER = str(ROOT / "scripts/local-cluster.sh")
 # tests that check their removal slow).
 RETIRED_DATA_GRACE_SECS = 3
 MiB = 1024 * 1024
+# A tracing log line: an RFC 3339 timestamp, then the level.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z\s+(TRACE|DEBUG|INFO|WARN|ERROR) ")
+# Access-key secrets the tests created through `baobab key create` (see `Cluster.admin`).
+SECRETS_CREATED = set()
 
 
 def free_port_block(n=4):
@@ -109,14 +113,18 @@ class Cluster:
     def admin_config(self):
         raise NotImplementedError
 
-    def admin(self, *args, timeout=60):
-        """Runs `baobab *args --config <admin config>`; returns its JSON output (None when empty)."""
+    def admin(self, *args, timeout=60, stdin=None):
+        """Runs `baobab *args --config <admin config>`; returns its JSON output (None when empty).
+        Secrets it prints (`key create`) are remembered: no log may ever show them."""
         cmd = [BIN, *[str(a) for a in args], "--config", str(self.admin_config)]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=stdin)
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} exited with {p.returncode}:\n{p.stderr[-3000:]}")
         out = p.stdout.strip()
-        return json.loads(out) if out else None
+        answer = json.loads(out) if out else None
+        if isinstance(answer, dict) and answer.get("secret_access_key"):
+            SECRETS_CREATED.add(answer["secret_access_key"])
+        return answer
 
     def client_env(self):
         """Environment for CLI clients: credentials only, no user config, no CA bundle."""
@@ -129,15 +137,34 @@ class Cluster:
     def log_files(self):
         return []
 
+    def secrets(self):
+        """Every secret of this cluster a log line must never show: its access keys' secrets
+        (the test key's and those `admin key create` made) and the cluster secret."""
+        out = set(SECRETS_CREATED)
+        if self.env.get("AWS_SECRET_ACCESS_KEY"):
+            out.add(self.env["AWS_SECRET_ACCESS_KEY"])
+        secret_file = self.cluster_secret_file()
+        if secret_file is not None and secret_file.exists():
+            out.add(secret_file.read_text().strip())
+        return {s for s in out if len(s) >= 8}
+
+    def cluster_secret_file(self):
+        return None
+
     def unexpected_errors(self):
-        """ERROR lines no test allowed, and every panic (never allowed: nothing may panic on
-        input from the network, a disk or a config file)."""
+        """ERROR lines no test allowed, every panic (never allowed: nothing may panic on input
+        from the network, a disk or a config file), and every log line that shows a secret."""
         bad = []
+        secrets = self.secrets()
         for f in self.log_files():
             if not Path(f).exists():
                 continue
             for line in Path(f).read_text(errors="replace").splitlines():
-                if "panicked at" in line:
+                # `baobab dev` prints the credentials once on its stdout for the user; only
+                # log lines (timestamp and level first) must never carry a secret.
+                if LOG_LINE.match(line) and any(secret in line for secret in secrets):
+                    bad.append(f"{Path(f).name}: a secret in a log line: {line[:120]}…")
+                elif "panicked at" in line:
                     bad.append(f"{Path(f).name}: {line}")
                 elif " ERROR " in line and not any(p.search(line) for p in self.allowed_errors):
                     bad.append(f"{Path(f).name}: {line}")
@@ -196,6 +223,9 @@ class DevCluster(Cluster):
     def admin_config(self):
         return self.data_dir / "baobab.toml"
 
+    def cluster_secret_file(self):
+        return self.data_dir / "cluster.secret"
+
     def log_files(self):
         return [self.log]
 
@@ -238,6 +268,9 @@ class LocalCluster(Cluster):
     @property
     def admin_config(self):
         return self.dir / "gateway.toml"
+
+    def cluster_secret_file(self):
+        return self.dir / "cluster.secret"
 
     def status(self):
         out = subprocess.run(

@@ -99,6 +99,18 @@ fn key_json(k: &AccessKeyRecord) -> Value {
     json!({"access_key_id": k.key_id, "name": k.name, "allow_create_bucket": k.allow_create_bucket})
 }
 
+/// The first line of standard input, as an access key's secret (at least 8 characters, no
+/// surrounding whitespace).
+pub fn read_secret_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let secret = line.trim().to_string();
+    if secret.len() < 8 {
+        anyhow::bail!("--secret-stdin: the secret on standard input must be at least 8 characters");
+    }
+    Ok(secret)
+}
+
 pub async fn key_create(
     config_path: &Path,
     name: String,

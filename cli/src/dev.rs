@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use baobab::codec::seal::SealKey;
 use baobab::coord::{ClusterView, Coordinator};
+use std::os::unix::fs::PermissionsExt;
+
 use baobab::gc::GcConfig;
 use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use baobab::placement::NodeSlot;
@@ -108,15 +110,18 @@ async fn write_admin_config(
     Ok(())
 }
 
-fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+/// The cluster secret in `path` (mode 0600: only its owner may read it), made on first use.
+async fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
     if let Ok(s) = std::fs::read_to_string(path) {
         let s = s.trim().to_string();
         if s.len() >= 16 {
+            // Files written before secrets were private: tighten them.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             return Ok(s);
         }
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    std::fs::write(path, &secret)?;
+    baobab::fsutil::write_private(path, secret.as_bytes()).await?;
     Ok(secret)
 }
 
@@ -134,8 +139,11 @@ pub async fn run(
     if s3_port > u16::MAX - 3 {
         anyhow::bail!("--s3-port must leave room for the three storage node ports after it");
     }
-    let secret =
-        ClusterSecret::new(load_or_create_secret(&data_dir.join("cluster.secret"))?.into_bytes());
+    let secret = ClusterSecret::new(
+        load_or_create_secret(&data_dir.join("cluster.secret"))
+            .await?
+            .into_bytes(),
+    );
     let members: BTreeMap<NodeId, String> = (1..=3u64)
         .map(|i| (NodeId(i), format!("127.0.0.1:{}", s3_port + i as u16)))
         .collect();
@@ -219,7 +227,7 @@ pub async fn run(
         "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\nexport AWS_ENDPOINT_URL={endpoint}\nexport AWS_REGION={REGION}\n",
         key.key_id, key.secret
     );
-    baobab::fsutil::write_durable(&env_path, env.as_bytes()).await?;
+    baobab::fsutil::write_private(&env_path, env.as_bytes()).await?;
     println!("Baobab dev cluster ready: 3 storage nodes (site-a, site-b, site-c), erasure 2+1, data in {}", data_dir.display());
     println!("S3 endpoint:       {endpoint}");
     println!("Access key id:     {}", key.key_id);

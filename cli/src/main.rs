@@ -121,12 +121,13 @@ enum KeyCommand {
         /// Let the key create buckets.
         #[arg(long)]
         allow_create_bucket: bool,
-        /// Use this key id instead of a random one.
-        #[arg(long, requires = "secret")]
+        /// Use this key id instead of a random one (with --secret-stdin).
+        #[arg(long, requires = "secret_stdin")]
         key_id: Option<String>,
-        /// Use this secret instead of a random one.
+        /// Read the secret from the first line of standard input instead of generating one
+        /// (never from the command line, where other users and shell histories see it).
         #[arg(long, requires = "key_id")]
-        secret: Option<String>,
+        secret_stdin: bool,
     },
     /// List access keys (without secrets).
     List {
@@ -243,15 +244,13 @@ async fn key_command(c: KeyCommand) -> anyhow::Result<()> {
             name,
             allow_create_bucket,
             key_id,
-            secret,
+            secret_stdin,
         } => {
-            admin::key_create(
-                config.path()?,
-                name,
-                key_id.zip(secret),
-                allow_create_bucket,
-            )
-            .await
+            let pair = match key_id {
+                Some(id) if secret_stdin => Some((id, admin::read_secret_from_stdin()?)),
+                _ => None,
+            };
+            admin::key_create(config.path()?, name, pair, allow_create_bucket).await
         }
         KeyCommand::List { config } => admin::key_list(config.path()?).await,
         KeyCommand::Info { config, key_id } => admin::key_info(config.path()?, &key_id).await,
