@@ -108,12 +108,17 @@ async fn heal_one(meta: &MetaNode, coord: &Coordinator, entry: HealRecord) {
             }
             Err(e) => {
                 // Waiting for a node to answer again is not the piece's fault: retry soon,
-                // without growing the backoff, so healing follows the node's return at once.
-                let backoff = match e {
-                    CoordError::HealBlocked(_) => FIRST_BACKOFF,
-                    _ => backoff(entry.attempts),
+                // without growing the backoff, so healing follows the node's return at once
+                // (logged once per piece, not every 2 s).
+                let (backoff, blocked) = match e {
+                    CoordError::HealBlocked(_) => (FIRST_BACKOFF, true),
+                    _ => (backoff(entry.attempts), false),
                 };
-                warn!(%version, attempts = entry.attempts + 1, retry_in_secs = backoff.as_secs(), error = %e, "healing failed; retrying later");
+                if blocked && entry.attempts > 0 {
+                    debug!(%version, attempts = entry.attempts + 1, error = %e, "healing still waits for a node");
+                } else {
+                    warn!(%version, attempts = entry.attempts + 1, retry_in_secs = backoff.as_secs(), error = %e, "healing failed; retrying later");
+                }
                 HealResult::Failed {
                     error: e.to_string(),
                     retry_at_ms: now_ms() + backoff.as_millis() as i64,
@@ -230,7 +235,16 @@ async fn scrub_piece(
     let (version, size) = (piece.version, piece.piece.size);
     let checks = shard_nodes.iter().enumerate().map(|(i, node)| async move {
         let node = (*node)?;
-        Some(verify_shard(&coord.rpc, node, version, i as u8, size).await)
+        if coord.health.avoided(node) {
+            return Some(Err(crate::rpc::RpcError::Body(format!(
+                "node {node} does not answer"
+            ))));
+        }
+        let check = verify_shard(&coord.rpc, node, version, i as u8, size).await;
+        if let Err(e) = &check {
+            coord.health.observe(node, e);
+        }
+        Some(check)
     });
     let mut damage = BTreeMap::new();
     for (i, check) in futures::future::join_all(checks)

@@ -139,13 +139,21 @@ impl Coordinator {
             let Some(node) = *node else {
                 return Found::Damaged("placed nowhere".into());
             };
+            // A node known not to answer is not asked again until its probe succeeds (a
+            // paused node would cost each queued piece a timeout).
+            if self.health.avoided(node) {
+                return Found::Unknown(format!("node {node} does not answer"));
+            }
             match verify_shard(&self.rpc, node, version, i as u8, size).await {
                 Ok(ShardCheck::Intact { .. }) => Found::Intact,
                 Ok(ShardCheck::Missing) => Found::Damaged(format!("missing on node {node}")),
                 Ok(ShardCheck::Corrupt { reason }) => {
                     Found::Damaged(format!("corrupt on node {node}: {reason}"))
                 }
-                Err(e) => Found::Unknown(format!("node {node}: {e}")),
+                Err(e) => {
+                    self.health.observe(node, &e);
+                    Found::Unknown(format!("node {node}: {e}"))
+                }
             }
         });
         futures::future::join_all(checks).await
