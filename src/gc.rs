@@ -25,7 +25,6 @@
 //! persisted: a new leader starts its walks from the beginning.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
@@ -34,6 +33,7 @@ use crate::meta::MetaNode;
 use crate::rpc::RpcClient;
 use crate::shard::{delete_shard, list_old_shards, ShardName};
 use crate::types::{NodeId, VersionId};
+use crate::worker::{Round, Worker};
 
 /// Default time between two rounds.
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(6 * 60 * 60);
@@ -48,8 +48,6 @@ pub const PAGE_SHARDS: usize = 20_000;
 pub const PAGES_PER_NODE_PER_ROUND: usize = 50;
 /// Pause between two deletes (at most ~200 deletes a second).
 pub const DELETE_PACING: Duration = Duration::from_millis(5);
-/// The shortest interval between rounds (a zero interval would spin).
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest wait for the leader's reference scan of one page (leadership check included).
 const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -91,26 +89,39 @@ struct RoundSummary {
 /// Where each node's walk stands: after this name, or from the start.
 type Cursors = BTreeMap<NodeId, Option<ShardName>>;
 
-/// Runs until the task is dropped or aborted. `nodes`: every storage node of the cluster.
-pub async fn run(meta: Arc<MetaNode>, rpc: RpcClient, nodes: Vec<NodeId>, cfg: GcConfig) {
-    if cfg.min_age < SAFE_GC_MIN_AGE {
-        warn!(
-            min_age_secs = cfg.min_age.as_secs(),
-            "gc_min_age is below the write timeouts: the garbage collector may delete shards of writes in flight (a test setting)"
-        );
-    }
-    let every = cfg.interval.max(MIN_INTERVAL);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut cursors: Cursors = nodes.iter().map(|n| (*n, None)).collect();
-    loop {
-        ticker.tick().await;
-        if !meta.is_leader() {
-            // A later leader walks from the start; stale cursors would only skip files.
-            cursors.values_mut().for_each(|c| *c = None);
-            continue;
+/// The garbage collector, driven by [`crate::worker::run`] every `interval` (first after one
+/// interval).
+pub struct Gc {
+    rpc: RpcClient,
+    min_age: Duration,
+    cursors: Cursors,
+}
+
+impl Gc {
+    /// `nodes`: every storage node of the cluster.
+    pub fn new(rpc: RpcClient, nodes: Vec<NodeId>, cfg: GcConfig) -> Self {
+        if cfg.min_age < SAFE_GC_MIN_AGE {
+            warn!(
+                min_age_secs = cfg.min_age.as_secs(),
+                "gc_min_age is below the write timeouts: the garbage collector may delete shards of writes in flight (a test setting)"
+            );
         }
-        let summary = round(&meta, &rpc, cfg.min_age, &mut cursors).await;
+        Gc {
+            rpc,
+            min_age: cfg.min_age,
+            cursors: nodes.iter().map(|n| (*n, None)).collect(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Gc {
+    fn name(&self) -> &'static str {
+        "gc"
+    }
+
+    async fn round(&mut self, meta: &MetaNode) -> Result<Round, String> {
+        let summary = round(meta, &self.rpc, self.min_age, &mut self.cursors).await;
         info!(
             nodes = summary.nodes,
             skipped = summary.skipped,
@@ -119,6 +130,12 @@ pub async fn run(meta: Arc<MetaNode>, rpc: RpcClient, nodes: Vec<NodeId>, cfg: G
             kept = summary.kept,
             "garbage collection round done"
         );
+        Ok(Round::Idle)
+    }
+
+    fn lost_leadership(&mut self) {
+        // A later leader walks from the start; stale cursors would only skip files.
+        self.cursors.values_mut().for_each(|c| *c = None);
     }
 }
 

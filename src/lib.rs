@@ -16,3 +16,4 @@ pub mod retire;
 pub mod rpc;
 pub mod shard;
 pub mod types;
+pub mod worker;

@@ -14,11 +14,10 @@
 //!   ([`crate::shard::VerifyPacer`]); what fails is queued for healing. A pass starts
 //!   `scrub_interval` after the previous one started.
 //!
-//! Units of work are bounded (a page of records, a batch of due pieces); progress is reported
-//! through Raft after each unit; the tasks stop when dropped.
+//! Both run on [`crate::worker`]: units of work are bounded (a page of records, a batch of due
+//! pieces), progress is reported through Raft after each unit, the tasks stop when dropped.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
@@ -31,6 +30,7 @@ use crate::meta::{
 };
 use crate::rpc::unix_now_ms as now_ms;
 use crate::shard::{verify_shard, ShardCheck};
+use crate::worker::{Round, Worker};
 
 /// Default time between the starts of two scrub passes.
 pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -53,7 +53,7 @@ impl Default for RepairConfig {
     }
 }
 /// How often the workers look for work when idle.
-const IDLE_TICK: Duration = Duration::from_secs(1);
+pub const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Queued pieces taken per heal round.
 const HEALS_PER_ROUND: usize = 8;
 /// Records per scrub page.
@@ -62,28 +62,29 @@ const SCRUB_PAGE_RECORDS: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 
-/// Runs the heal worker until the task is dropped.
-pub async fn run_heal(meta: Arc<MetaNode>, coord: Coordinator) {
-    let mut ticker = tokio::time::interval(IDLE_TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if !meta.is_leader() {
-            continue;
-        }
-        let due = match meta.due_heals(now_ms(), HEALS_PER_ROUND) {
-            Ok(due) => due,
-            Err(e) => {
-                warn!(error = %e, "could not read the repair queue");
-                continue;
-            }
-        };
+/// The heal worker, driven by [`crate::worker::run`] every [`IDLE_TICK`].
+pub struct Heal {
+    pub coord: Coordinator,
+}
+
+#[async_trait::async_trait]
+impl Worker for Heal {
+    fn name(&self) -> &'static str {
+        "heal"
+    }
+
+    async fn round(&mut self, meta: &MetaNode) -> Result<Round, String> {
+        let due = meta
+            .due_heals(now_ms(), HEALS_PER_ROUND)
+            .map_err(|e| format!("reading the repair queue: {e}"))?;
+        let full = due.len() >= HEALS_PER_ROUND;
         for entry in due {
             if !meta.is_leader() {
-                break;
+                return Ok(Round::Idle);
             }
-            heal_one(&meta, &coord, entry).await;
+            heal_one(meta, &self.coord, entry).await;
         }
+        Ok(if full { Round::More } else { Round::Idle })
     }
 }
 
@@ -147,24 +148,26 @@ async fn report(meta: &MetaNode, cmd: Command) {
     }
 }
 
-/// Runs the scrub worker until the task is dropped.
-pub async fn run_scrub(meta: Arc<MetaNode>, coord: Coordinator, interval: Duration) {
-    let mut ticker = tokio::time::interval(IDLE_TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        // Pages follow each other without a pause while a pass is in progress (the nodes pace
-        // the reads); between passes the worker only looks at the clock.
-        while meta.is_leader() {
-            match scrub_page(&meta, &coord, interval).await {
-                Ok(true) => tokio::task::yield_now().await,
-                Ok(false) => break,
-                Err(e) => {
-                    warn!(error = %e, "scrub page failed; retrying");
-                    break;
-                }
-            }
-        }
+/// The scrub worker, driven by [`crate::worker::run`] every [`IDLE_TICK`]: pages follow each
+/// other without a pause while a pass is in progress (the nodes pace the reads); between passes
+/// a round only looks at the clock.
+pub struct Scrub {
+    pub coord: Coordinator,
+    pub interval: Duration,
+}
+
+#[async_trait::async_trait]
+impl Worker for Scrub {
+    fn name(&self) -> &'static str {
+        "scrub"
+    }
+
+    async fn round(&mut self, meta: &MetaNode) -> Result<Round, String> {
+        Ok(if scrub_page(meta, &self.coord, self.interval).await? {
+            Round::More
+        } else {
+            Round::Idle
+        })
     }
 }
 

@@ -7,15 +7,15 @@
 //! still streaming it keeps it), then reports its progress through Raft. Restarts and leader changes lose nothing:
 //! the new leader picks the queue up where it stands, and deleting a deleted shard is a no-op.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::meta::{Command, GarbageId, GarbageRecord, MetaNode, Write, WriteReply};
 use crate::rpc::{unix_now_ms as now_ms, RpcClient};
 use crate::shard::{delete_shard_if_idle, READ_LEASE};
+use crate::worker::{Round, Worker};
 
 /// Default time the shards of a replaced or deleted object version are kept, so that reads
 /// which started before the replacement (on any gateway) can finish.
@@ -25,20 +25,29 @@ pub const RETIRE_INTERVAL: Duration = Duration::from_millis(500);
 /// Queue entries handled per round at most.
 const ENTRIES_PER_ROUND: usize = 128;
 
-/// Runs until the task is dropped or aborted.
-pub async fn run(meta: Arc<MetaNode>, rpc: RpcClient, grace: Duration) {
-    let mut ticker = tokio::time::interval(RETIRE_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if !meta.is_leader() {
-            continue;
+/// The retire worker, driven by [`crate::worker::run`] every [`RETIRE_INTERVAL`].
+pub struct Retire {
+    pub rpc: RpcClient,
+    /// How long unlinked data stays readable.
+    pub grace: Duration,
+}
+
+#[async_trait::async_trait]
+impl Worker for Retire {
+    fn name(&self) -> &'static str {
+        "retire"
+    }
+
+    async fn round(&mut self, meta: &MetaNode) -> Result<Round, String> {
+        let n = round(meta, &self.rpc, self.grace).await?;
+        if n > 0 {
+            debug!(entries = n, "retired data freed");
         }
-        match round(&meta, &rpc, grace).await {
-            Ok(0) => {}
-            Ok(n) => debug!(entries = n, "retired data freed"),
-            Err(e) => warn!(error = %e, "retire round failed; retrying"),
-        }
+        Ok(if n >= ENTRIES_PER_ROUND {
+            Round::More
+        } else {
+            Round::Idle
+        })
     }
 }
 

@@ -5,17 +5,20 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use baobab::coord::{ClusterView, Coordinator};
-use baobab::gc::GcConfig;
+use baobab::gc::{Gc, GcConfig};
 use baobab::meta::{MetaConfig, MetaNode};
-use baobab::repair::RepairConfig;
+use baobab::repair::{Heal, RepairConfig, Scrub};
+use baobab::retire::Retire;
 use baobab::rpc::{
     read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcResponse,
     MAX_MESSAGE_BYTES,
 };
 use baobab::shard::{ShardReserve, ShardRpc, ShardStore, TEMP_MIN_AGE, TEMP_SWEEP_INTERVAL};
 use baobab::types::NodeId;
+use baobab::worker;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
@@ -145,23 +148,38 @@ impl StorageNode {
         )
         .await?;
         let _ = handler.meta.set(meta.clone());
-        let retire = tokio::spawn(baobab::retire::run(
+        let retire = tokio::spawn(worker::run(
             meta.clone(),
-            rpc.clone(),
-            cfg.retired_data_grace,
+            Retire {
+                rpc: rpc.clone(),
+                grace: cfg.retired_data_grace,
+            },
+            baobab::retire::RETIRE_INTERVAL,
+            Duration::ZERO,
         ));
-        let gc = tokio::spawn(baobab::gc::run(
+        let gc = tokio::spawn(worker::run(
             meta.clone(),
-            rpc.clone(),
-            cfg.members.keys().copied().collect(),
-            cfg.gc,
+            Gc::new(rpc.clone(), cfg.members.keys().copied().collect(), cfg.gc),
+            cfg.gc.interval,
+            cfg.gc.interval,
         ));
         let coord = Coordinator::new(rpc, cfg.cluster)?;
-        let heal = tokio::spawn(baobab::repair::run_heal(meta.clone(), coord.clone()));
-        let scrub = tokio::spawn(baobab::repair::run_scrub(
+        let heal = tokio::spawn(worker::run(
             meta.clone(),
-            coord,
-            cfg.repair.scrub_interval,
+            Heal {
+                coord: coord.clone(),
+            },
+            baobab::repair::IDLE_TICK,
+            Duration::ZERO,
+        ));
+        let scrub = tokio::spawn(worker::run(
+            meta.clone(),
+            Scrub {
+                coord,
+                interval: cfg.repair.scrub_interval,
+            },
+            baobab::repair::IDLE_TICK,
+            Duration::ZERO,
         ));
         let sweep = tokio::spawn(baobab::shard::run_temp_sweep(
             sweep_store,
