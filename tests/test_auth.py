@@ -379,3 +379,38 @@ def test_put_with_transfer_encoding_chunked_and_no_content_length(cluster, bucke
     assert b"<Code>MissingContentLength</Code>" in body
     with pytest.raises(ClientError):
         cluster.client().head_object(Bucket=bucket, Key="chunked")
+
+
+def sigv2_headers(cluster, method, path, date):
+    """Header-signed SigV2 (HMAC-SHA1 over method, Content-MD5, Content-Type, Date, resource)."""
+    date_str = date.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    string_to_sign = f"{method}\n\n\n{date_str}\n{path}"
+    sig = base64.b64encode(hmac.new(cluster.secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()).decode()
+    return {"Date": date_str, "Authorization": f"AWS {cluster.key}:{sig}"}
+
+
+def test_sigv2_is_held_to_a_15_minute_date_window(cluster, bucket):
+    s3 = cluster.client()
+    s3.put_object(Bucket=bucket, Key="v2", Body=b"signed v2")
+    path = f"/{bucket}/v2"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status, body = raw(cluster, "GET", path, sigv2_headers(cluster, "GET", path, now))
+    assert (status, body) == (200, b"signed v2")  # the manual signer is right
+    for skew in (datetime.timedelta(minutes=16), -datetime.timedelta(minutes=16)):
+        status, body = raw(cluster, "GET", path, sigv2_headers(cluster, "GET", path, now - skew))
+        assert status == 403, body
+        assert b"<Code>RequestTimeTooSkewed</Code>" in body and b"<RequestId>" in body, body
+    status, body = raw(cluster, "GET", path, {"Authorization": sigv2_headers(cluster, "GET", path, now)["Authorization"]})
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body, body
+
+
+def test_presigned_urls_live_at_most_a_week(cluster, bucket):
+    s3 = cluster.client(signature_version="s3v4")
+    s3.put_object(Bucket=bucket, Key="week", Body=b"a week")
+    week = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "week"}, ExpiresIn=604800)
+    assert urllib.request.urlopen(week, timeout=10).read() == b"a week"
+    longer = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "week"}, ExpiresIn=604801)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(longer, timeout=10)
+    assert e.value.code == 400
+    assert b"<Code>AuthorizationQueryParametersError</Code>" in e.value.read()

@@ -22,5 +22,6 @@ mod objects;
 mod post;
 mod s3;
 mod server;
+mod sig_limits;
 
 pub use server::{serve_s3, GatewayConfig};

@@ -126,6 +126,21 @@ pub async fn serve_s3(
                     if header_section_len(req.headers()) > MAX_HEADER_SECTION_BYTES {
                         return Ok(header_section_too_large(&request_id));
                     }
+                    let (parts, body) = req.into_parts();
+                    if let Some(e) = crate::sig_limits::check(&parts, std::time::SystemTime::now())
+                    {
+                        let mut resp = e.to_http_response().unwrap_or_else(|_| {
+                            let mut r = http::Response::new(s3s::Body::empty());
+                            *r.status_mut() = http::StatusCode::FORBIDDEN;
+                            r
+                        });
+                        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+                            resp.headers_mut().insert("x-amz-request-id", v);
+                        }
+                        add_request_id_to_error_body(&mut resp, &request_id);
+                        return Ok(resp);
+                    }
+                    let req = http::Request::from_parts(parts, body);
                     if method == http::Method::OPTIONS {
                         let mut resp =
                             crate::cors::preflight(&access, cors_bucket, req.headers()).await;
