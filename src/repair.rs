@@ -42,6 +42,9 @@ pub struct RepairConfig {
     pub scrub_interval: Duration,
     /// This node's read budget for whole-shard verifications (scrub and healing).
     pub verify_bytes_per_sec: u64,
+    /// Runs the heal worker. Off only where a test shows what a cluster without healing loses
+    /// (the simulation's seed for the write-quorum fix): degraded writes then stay short.
+    pub heal: bool,
 }
 
 impl Default for RepairConfig {
@@ -49,6 +52,7 @@ impl Default for RepairConfig {
         RepairConfig {
             scrub_interval: DEFAULT_SCRUB_INTERVAL,
             verify_bytes_per_sec: crate::shard::DEFAULT_VERIFY_BYTES_PER_SEC,
+            heal: true,
         }
     }
 }

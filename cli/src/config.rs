@@ -279,6 +279,7 @@ impl Config {
         baobab::repair::RepairConfig {
             scrub_interval: std::time::Duration::from_secs(self.scrub_interval_secs),
             verify_bytes_per_sec: self.scrub_bytes_per_sec,
+            heal: true,
         }
     }
 

@@ -35,6 +35,10 @@ pub struct MetaClient {
     /// [`RequestId`], the same on each retry, so the state machine applies it once.
     client_id: u64,
     next_seq: Arc<AtomicU64>,
+    /// The simulation's knob: send writes without a request id, as before exactly-once writes,
+    /// so a test can show the simulation finds the double apply. Never set in production.
+    #[cfg(feature = "sim-knobs")]
+    without_request_ids: bool,
 }
 
 /// A member's answer, common to reads and writes.
@@ -77,14 +81,33 @@ impl MetaClient {
             leader: Arc::new(AtomicU64::new(NO_LEADER)),
             client_id: rand::random(),
             next_seq: Arc::new(AtomicU64::new(1)),
+            #[cfg(feature = "sim-knobs")]
+            without_request_ids: false,
         }
+    }
+
+    /// Test-only (`sim-knobs`): this client's writes carry no [`RequestId`], so a resent write
+    /// is applied again — the bug exactly-once writes fixed, for the simulation to find.
+    #[cfg(feature = "sim-knobs")]
+    pub fn without_request_ids(mut self) -> Self {
+        self.without_request_ids = true;
+        self
+    }
+
+    /// The id a new write carries.
+    fn write_id(&self) -> Option<RequestId> {
+        #[cfg(feature = "sim-knobs")]
+        if self.without_request_ids {
+            return None;
+        }
+        Some(self.next_request_id())
     }
 
     /// Applies a command through the leader, exactly once however often it is resent (within
     /// the state machine's dedup window). A write that timed out may still have been applied.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, MetaError> {
         let write = Write {
-            id: Some(self.next_request_id()),
+            id: self.write_id(),
             cmd,
         };
         self.call::<_, WriteReply, _>(PATH_META_WRITE, &write).await

@@ -1,17 +1,28 @@
 //! The RPC client: one multiplexed HTTP/2 connection pool to every peer, each call signed and
 //! bounded by a timeout.
+//!
+//! Connections are opened over TCP ([`HttpConnector`]) or, for a simulated network, through
+//! any connect function ([`RpcClient::with_connector`]). The TCP path is a concrete type with
+//! no indirection; a custom connector costs one allocation per connection and a dynamic call
+//! per poll of its stream, never a copy.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use futures::future::BoxFuture;
+use http::{Method, Request, Response, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::{Builder, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::auth::{unix_now_secs, ClusterSecret};
 use super::server::full_body;
@@ -23,33 +34,83 @@ use crate::types::NodeId;
 
 pub type RpcBody = BoxBody<Bytes, std::io::Error>;
 
+/// Bound on opening a connection to a peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Calls peers by node id. Cheap to clone.
 #[derive(Clone)]
 pub struct RpcClient {
     secret: ClusterSecret,
     addrs: Arc<RwLock<HashMap<NodeId, String>>>,
-    client: Client<HttpConnector, RpcBody>,
+    transport: Transport,
+}
+
+/// The connection pool, over TCP or over a custom connector.
+#[derive(Clone)]
+enum Transport {
+    Tcp(Client<HttpConnector, RpcBody>),
+    Custom(Client<BoxConnector, RpcBody>),
+}
+
+/// Both transports' pool settings: HTTP/2 only, large windows and frames for shard streams,
+/// keep-alive pings that notice a dead peer.
+fn pool_builder() -> Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .http2_only(true)
+        .http2_initial_stream_window_size(4 * 1024 * 1024)
+        .http2_initial_connection_window_size(16 * 1024 * 1024)
+        .http2_max_frame_size(1024 * 1024)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .http2_keep_alive_timeout(Duration::from_secs(5));
+    builder
 }
 
 impl RpcClient {
+    /// Connects to peers over TCP (`TCP_NODELAY`, [`CONNECT_TIMEOUT`]).
     pub fn new(secret: ClusterSecret, addrs: HashMap<NodeId, String>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .http2_only(true)
-            .http2_initial_stream_window_size(4 * 1024 * 1024)
-            .http2_initial_connection_window_size(16 * 1024 * 1024)
-            .http2_max_frame_size(1024 * 1024)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .http2_keep_alive_timeout(Duration::from_secs(5))
-            .build(connector);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         RpcClient {
             secret,
             addrs: Arc::new(RwLock::new(addrs)),
-            client,
+            transport: Transport::Tcp(pool_builder().build(connector)),
+        }
+    }
+
+    /// Connects to peers with `connect`, given the `http://host:port` URI of a peer (a
+    /// simulated network, an in-process pipe). The call is bounded by [`CONNECT_TIMEOUT`] here;
+    /// everything above the byte stream is as over TCP.
+    pub fn with_connector<F, Fut, Io>(
+        secret: ClusterSecret,
+        addrs: HashMap<NodeId, String>,
+        connect: F,
+    ) -> Self
+    where
+        F: Fn(Uri) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::io::Result<Io>> + Send + 'static,
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let connector = BoxConnector(Arc::new(move |uri| {
+            let connecting = connect(uri);
+            Box::pin(async move {
+                match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                    Ok(Ok(io)) => Ok(BoxedStream(TokioIo::new(Box::new(io) as Box<dyn RpcIo>))),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    )),
+                }
+            }) as BoxFuture<'static, std::io::Result<BoxedStream>>
+        }));
+        RpcClient {
+            secret,
+            addrs: Arc::new(RwLock::new(addrs)),
+            transport: Transport::Custom(pool_builder().build(connector)),
         }
     }
 
@@ -91,7 +152,11 @@ impl RpcClient {
             .header(HEADER_AUTH, tag)
             .body(body)
             .map_err(|e| RpcError::Codec(e.to_string()))?;
-        let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let sent = match &self.transport {
+            Transport::Tcp(client) => client.request(req),
+            Transport::Custom(client) => client.request(req),
+        };
+        let resp = match tokio::time::timeout(timeout, sent).await {
             Err(_) => {
                 return Err(RpcError::Timeout {
                     node,
@@ -159,4 +224,77 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, RpcError> 
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| RpcError::Body(e.to_string()))
+}
+
+/// A byte stream a custom connector opened.
+trait RpcIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> RpcIo for T {}
+
+/// A connection from a custom connector, as hyper's pool wants it.
+struct BoxedStream(TokioIo<Box<dyn RpcIo>>);
+
+impl Connection for BoxedStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for BoxedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for BoxedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+}
+
+type ConnectFn = dyn Fn(Uri) -> BoxFuture<'static, std::io::Result<BoxedStream>> + Send + Sync;
+
+/// A custom connect function as the `tower::Service<Uri>` hyper's pool calls.
+#[derive(Clone)]
+struct BoxConnector(Arc<ConnectFn>);
+
+impl tower_service::Service<Uri> for BoxConnector {
+    type Response = BoxedStream;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, std::io::Result<BoxedStream>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        (self.0)(uri)
+    }
 }

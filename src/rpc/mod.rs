@@ -9,9 +9,9 @@ mod error;
 mod server;
 
 pub use auth::{unix_now_ms, ClusterSecret};
-pub use client::{read_body, RpcBody, RpcClient};
+pub use client::{read_body, RpcBody, RpcClient, CONNECT_TIMEOUT};
 pub use error::RpcError;
-pub use server::{full_body, serve, status_response, RpcHandler, RpcResponse};
+pub use server::{full_body, serve, status_response, RpcHandler, RpcListener, RpcResponse};
 
 /// Version of the internal protocol; a peer speaking another version is refused.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -10,7 +10,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use super::auth::ClusterSecret;
@@ -59,10 +60,28 @@ fn authenticate(secret: &ClusterSecret, req: &Request<Incoming>) -> Result<(), B
     }
 }
 
+/// Where the server accepts connections: a TCP listener, or a simulated network's.
+pub trait RpcListener: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The next connection and its peer's address.
+    fn accept(&mut self) -> impl Future<Output = std::io::Result<(Self::Io, SocketAddr)>> + Send;
+}
+
+impl RpcListener for TcpListener {
+    type Io = TcpStream;
+
+    async fn accept(&mut self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
+    }
+}
+
 /// Accepts connections on `listener` until `shutdown` resolves; then (or when this future is
 /// dropped) every open connection is closed at once, as a process exit would.
-pub async fn serve<H: RpcHandler>(
-    listener: TcpListener,
+pub async fn serve<L: RpcListener, H: RpcHandler>(
+    mut listener: L,
     secret: ClusterSecret,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()> + Send,
@@ -72,7 +91,7 @@ pub async fn serve<H: RpcHandler>(
     let (_alive, alive_rx) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
+        let (stream, peer): (L::Io, SocketAddr) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -83,7 +102,6 @@ pub async fn serve<H: RpcHandler>(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         let secret = secret.clone();
         let handler = handler.clone();
         let mut alive = alive_rx.clone();

@@ -13,8 +13,8 @@ use baobab::meta::{MetaConfig, MetaNode};
 use baobab::repair::{Heal, RepairConfig, Scrub};
 use baobab::retire::Retire;
 use baobab::rpc::{
-    read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcResponse,
-    MAX_MESSAGE_BYTES,
+    read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcListener,
+    RpcResponse, MAX_MESSAGE_BYTES,
 };
 use baobab::shard::{ShardReserve, ShardRpc, ShardStore, TEMP_MIN_AGE, TEMP_SWEEP_INTERVAL};
 use baobab::types::NodeId;
@@ -122,6 +122,25 @@ impl StorageNode {
         secret: ClusterSecret,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<StorageNode> {
+        let rpc = RpcClient::new(
+            secret.clone(),
+            cfg.members
+                .iter()
+                .map(|(id, addr)| (*id, addr.clone()))
+                .collect(),
+        );
+        Self::start_with(cfg, listener, rpc, secret, shutdown).await
+    }
+
+    /// [`StorageNode::start`] on any listener, calling peers through `rpc` (which must know
+    /// every member's address): how a simulated network runs the real node.
+    pub async fn start_with(
+        cfg: StorageNodeConfig,
+        listener: impl RpcListener,
+        rpc: RpcClient,
+        secret: ClusterSecret,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<StorageNode> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let store = ShardStore::open_with_reserve(&cfg.data_dir, cfg.shard_reserve)?;
         let sweep_store = store.clone();
@@ -130,14 +149,7 @@ impl StorageNode {
             shards: ShardRpc::new(store, cfg.repair.verify_bytes_per_sec),
             meta: OnceLock::new(),
         });
-        let server = tokio::spawn(serve(listener, secret.clone(), handler.clone(), shutdown));
-        let rpc = RpcClient::new(
-            secret,
-            cfg.members
-                .iter()
-                .map(|(id, addr)| (*id, addr.clone()))
-                .collect(),
-        );
+        let server = tokio::spawn(serve(listener, secret, handler.clone(), shutdown));
         let meta = MetaNode::open(
             MetaConfig {
                 node_id: cfg.node_id,
@@ -164,14 +176,16 @@ impl StorageNode {
             cfg.gc.interval,
         ));
         let coord = Coordinator::new(rpc, cfg.cluster)?;
-        let heal = tokio::spawn(worker::run(
-            meta.clone(),
-            Heal {
-                coord: coord.clone(),
-            },
-            baobab::repair::IDLE_TICK,
-            Duration::ZERO,
-        ));
+        let heal = cfg.repair.heal.then(|| {
+            tokio::spawn(worker::run(
+                meta.clone(),
+                Heal {
+                    coord: coord.clone(),
+                },
+                baobab::repair::IDLE_TICK,
+                Duration::ZERO,
+            ))
+        });
         let scrub = tokio::spawn(worker::run(
             meta.clone(),
             Scrub {
@@ -190,7 +204,7 @@ impl StorageNode {
         Ok(StorageNode {
             meta,
             server,
-            workers: vec![retire, gc, sweep, heal, scrub],
+            workers: [retire, gc, sweep, scrub].into_iter().chain(heal).collect(),
         })
     }
 
