@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import BIN, MiB, LocalCluster, check_logs, free_port_block, random_bytes
 
@@ -214,3 +215,33 @@ def test_scrub_finds_deleted_and_corrupted_shards_and_the_report_holds_until_reb
     assert st["scrub"]["last_pass"]["bytes_verified"] > 4 * MiB, st
     for key, body in bodies.items():
         assert s3.get_object(Bucket="scrub", Key=key)["Body"].read() == body, key
+
+
+def test_an_object_that_cannot_be_read_gets_a_clean_error_not_a_cut_body(cluster):
+    # Two of the three shards gone: no k intact shards anywhere, nothing can rebuild them. The
+    # GET must fail before its first byte (an S3 error with a body), not answer 200 and cut the
+    # body short; the object stays queued for healing while it exists.
+    cluster.allow_errors("data path unavailable")
+    s3 = cluster.client()
+    s3.create_bucket(Bucket="unreadable")
+    _, shards = put_and_find_shards(cluster, s3, "unreadable", "gone", random_bytes(2 * MiB))
+    for i in (0, 1):
+        shards[i][1].unlink()
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="unreadable", Key="gone")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, e.value.response
+    assert e.value.response["Error"]["Code"] == "SlowDown", e.value.response
+    assert e.value.response["ResponseMetadata"]["RequestId"], e.value.response
+    st = wait_for(
+        "the damage queued",
+        lambda: (lambda s: s if s["queue"]["shards_missing"] >= 1 else None)(repair_status(cluster)),
+        30,
+    )
+    assert st["healed"]["shards"] == repair_status(cluster)["healed"]["shards"]
+    # Deleting the object ends its queue entry (the heal worker finds no record holding it).
+    s3.delete_object(Bucket="unreadable", Key="gone")
+    wait_for(
+        "the entry dropped",
+        lambda: repair_status(cluster)["queue"]["pieces"] == 0,
+        60,
+    )

@@ -258,14 +258,20 @@ impl Gateway {
                 input.part_number,
             )
             .await?;
-        let stream = self
-            .objects
-            .read(&input.bucket, &input.key, &record, plan.start, plan.end);
+        let mut stream =
+            self.objects
+                .read(&input.bucket, &input.key, &record, plan.start, plan.end);
+        // The first window is read before the answer's head: an object that cannot be read
+        // (too few intact shards reachable) gets a clean S3 error, not a 200 cut short.
+        let first = match stream.next().await {
+            Some(Err(e)) => return Err(crate::error::from_coord(e)),
+            first => first,
+        };
         let (mut tx, rx) =
             futures::channel::mpsc::channel::<Result<Bytes, baobab::coord::CoordError>>(4);
         tokio::spawn(
             async move {
-                let mut stream = std::pin::pin!(stream);
+                let mut stream = std::pin::pin!(futures::stream::iter(first).chain(stream));
                 while let Some(item) = stream.next().await {
                     let failed = item.is_err();
                     if let Err(e) = &item {
