@@ -29,7 +29,6 @@ pub use rpc::{
     delete_shard, delete_shard_if_idle, is_disk_full, list_old_shards, shard_path_and_query,
     verify_shard, ShardRpc, SHARD_LIST_TIMEOUT,
 };
-pub use verify::{ShardCheck, VerifyPacer, DEFAULT_VERIFY_BYTES_PER_SEC};
 pub use scan::{
     run_temp_sweep, ShardListPage, ShardName, MAX_LIST_PAGE_SHARDS, TEMP_MIN_AGE,
     TEMP_SWEEP_INTERVAL,
@@ -38,6 +37,7 @@ pub use space::{
     statvfs_space, FsSpace, ShardReserve, SpaceProbe, DEFAULT_RESERVE_MIN_BYTES,
     DEFAULT_RESERVE_PERCENT,
 };
+pub use verify::{ShardCheck, VerifyPacer, DEFAULT_VERIFY_BYTES_PER_SEC};
 
 use std::path::{Path, PathBuf};
 
