@@ -181,7 +181,7 @@ async fn scrub_page(
     coord: &Coordinator,
     interval: Duration,
 ) -> Result<bool, String> {
-    let state = meta.repair_report().map_err(|e| e.to_string())?.stats.scrub;
+    let state = meta.repair_stats().map_err(|e| e.to_string())?.scrub;
     let now = now_ms();
     let (pass_started_ms, after) = match state.cursor {
         Some(cursor) => (state.pass_started_ms, Some(cursor)),
@@ -219,8 +219,8 @@ async fn scrub_page(
     let done = page.cursor.is_none();
     debug!(
         pieces = pieces.len(),
-        verified = page.shards_verified,
-        bad = page.shards_bad,
+        verified = page.counts.shards_verified,
+        bad = page.counts.shards_bad,
         "scrub page done"
     );
     report(meta, Command::ScrubProgress { page: page.clone() }).await;
@@ -265,8 +265,8 @@ async fn scrub_piece(
                 damage.insert(i, ShardDamage::Unplaced);
             }
             Some(Ok(ShardCheck::Intact { bytes })) => {
-                page.shards_verified += 1;
-                page.bytes_verified += bytes;
+                page.counts.shards_verified += 1;
+                page.counts.bytes_verified += bytes;
                 continue;
             }
             Some(Ok(ShardCheck::Missing)) => {
@@ -277,11 +277,11 @@ async fn scrub_piece(
             }
             Some(Err(e)) => {
                 debug!(%version, shard = i, error = %e, "scrub could not check a shard");
-                page.shards_unchecked += 1;
+                page.counts.shards_unchecked += 1;
                 continue;
             }
         }
-        page.shards_bad += 1;
+        page.counts.shards_bad += 1;
     }
     damage
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use baobab::meta::{HealRecord, Query, QueryResult, RepairReport};
+use baobab::meta::{HealRecord, Query, QueryResult, RepairReport, ScrubCounts};
 use serde_json::{json, Value};
 
 /// Prints the report, as JSON with `--json`, else as text.
@@ -35,6 +35,14 @@ fn pending_json(e: &HealRecord) -> Value {
     })
 }
 
+/// `object` with the scrub counts' fields added.
+fn with_counts(mut object: Value, counts: &ScrubCounts) -> Value {
+    if let (Value::Object(o), Ok(Value::Object(c))) = (&mut object, serde_json::to_value(counts)) {
+        o.extend(c);
+    }
+    object
+}
+
 fn to_json(r: &RepairReport) -> Value {
     let s = &r.stats;
     let scrub = &s.scrub;
@@ -52,23 +60,15 @@ fn to_json(r: &RepairReport) -> Value {
             "last_ms": s.last_healed_ms,
             "failed_attempts": s.failed_attempts,
         },
-        "scrub": {
+        "scrub": with_counts(json!({
             "passes_completed": scrub.passes_completed,
             "in_progress": scrub.cursor.is_some(),
             "pass_started_ms": scrub.pass_started_ms,
-            "shards_verified": scrub.shards_verified,
-            "bytes_verified": scrub.bytes_verified,
-            "shards_bad": scrub.shards_bad,
-            "shards_unchecked": scrub.shards_unchecked,
-            "last_pass": scrub.last_pass.as_ref().map(|p| json!({
+            "last_pass": scrub.last_pass.as_ref().map(|p| with_counts(json!({
                 "started_ms": p.started_ms,
                 "finished_ms": p.finished_ms,
-                "shards_verified": p.shards_verified,
-                "bytes_verified": p.bytes_verified,
-                "shards_bad": p.shards_bad,
-                "shards_unchecked": p.shards_unchecked,
-            })),
-        },
+            }), &p.counts)),
+        }), &scrub.counts),
         "pending": r.pending.iter().map(pending_json).collect::<Vec<_>>(),
     })
 }
@@ -95,7 +95,9 @@ fn to_text(r: &RepairReport) -> String {
         if scrub.cursor.is_some() {
             format!(
                 "; pass in progress: {} shards verified, {} bad, {} unchecked",
-                scrub.shards_verified, scrub.shards_bad, scrub.shards_unchecked
+                scrub.counts.shards_verified,
+                scrub.counts.shards_bad,
+                scrub.counts.shards_unchecked
             )
         } else {
             String::new()
@@ -104,7 +106,10 @@ fn to_text(r: &RepairReport) -> String {
     if let Some(p) = &scrub.last_pass {
         out.push_str(&format!(
             "last complete pass: {} shards ({} bytes) verified, {} bad, {} unchecked\n",
-            p.shards_verified, p.bytes_verified, p.shards_bad, p.shards_unchecked
+            p.counts.shards_verified,
+            p.counts.bytes_verified,
+            p.counts.shards_bad,
+            p.counts.shards_unchecked
         ));
     }
     for e in &r.pending {

@@ -171,8 +171,8 @@ impl ObjectData {
 }
 
 pub use super::repair::{
-    HealOwner, HealRecord, HealReport, HealResult, RepairReport, RepairStats, ScrubPage, ScrubPass,
-    ScrubState, ShardDamage,
+    HealOwner, HealRecord, HealReport, HealResult, RepairReport, RepairStats, ScrubCounts,
+    ScrubPage, ScrubPass, ScrubState, ShardDamage,
 };
 pub use crate::codec::checksum::{ChecksumAlgorithm, ChecksumType, Checksums};
 

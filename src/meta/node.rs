@@ -413,9 +413,10 @@ impl MetaNode {
         self.db.read_state(|s| super::repair::walk(s, after, limit))
     }
 
-    /// The repair totals in this replica's state (where the scrub stands).
-    pub fn repair_report(&self) -> Result<super::repair::RepairReport, MetaError> {
-        self.db.read_state(super::repair::report)
+    /// The repair totals in this replica's state (where the scrub stands); the queue is not
+    /// read.
+    pub fn repair_stats(&self) -> Result<super::repair::RepairStats, MetaError> {
+        self.db.read_state(super::repair::stats)
     }
 
     /// How many entries this replica's retire queue holds.

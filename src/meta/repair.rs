@@ -99,14 +99,30 @@ pub struct ScrubState {
     /// The last record key the pass in progress has checked; None at a pass's start.
     #[serde(with = "serde_bytes")]
     pub cursor: Option<Vec<u8>>,
-    /// Shards re-read and verified intact in the pass in progress, and their bytes.
+    /// What the pass in progress found so far.
+    pub counts: ScrubCounts,
+    pub last_pass: Option<ScrubPass>,
+}
+
+/// What scrubbing found, over a page or a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubCounts {
+    /// Shards re-read and verified intact, and their bytes.
     pub shards_verified: u64,
     pub bytes_verified: u64,
-    /// Shards found missing, corrupt or unplaced in the pass in progress (queued for healing).
+    /// Shards found missing, corrupt or unplaced (queued for healing).
     pub shards_bad: u64,
-    /// Shards the pass could not check (their node did not answer).
+    /// Shards that could not be checked (their node did not answer).
     pub shards_unchecked: u64,
-    pub last_pass: Option<ScrubPass>,
+}
+
+impl std::ops::AddAssign for ScrubCounts {
+    fn add_assign(&mut self, o: ScrubCounts) {
+        self.shards_verified += o.shards_verified;
+        self.bytes_verified += o.bytes_verified;
+        self.shards_bad += o.shards_bad;
+        self.shards_unchecked += o.shards_unchecked;
+    }
 }
 
 /// A complete scrub pass.
@@ -114,10 +130,7 @@ pub struct ScrubState {
 pub struct ScrubPass {
     pub started_ms: i64,
     pub finished_ms: i64,
-    pub shards_verified: u64,
-    pub bytes_verified: u64,
-    pub shards_bad: u64,
-    pub shards_unchecked: u64,
+    pub counts: ScrubCounts,
 }
 
 /// What one page of a scrub pass found (the scrub worker's progress report).
@@ -128,10 +141,7 @@ pub struct ScrubPage {
     /// The last record key the page covered; None: the pass is complete.
     #[serde(with = "serde_bytes")]
     pub cursor: Option<Vec<u8>>,
-    pub shards_verified: u64,
-    pub bytes_verified: u64,
-    pub shards_bad: u64,
-    pub shards_unchecked: u64,
+    pub counts: ScrubCounts,
 }
 
 /// Totals since the cluster was created.
@@ -357,7 +367,8 @@ pub fn queue_ops(
     Ok((CommandResult::Ok, ops))
 }
 
-fn stats(state: &dyn StateRead) -> Result<RepairStats, MetaError> {
+/// The repair totals (and where the scrub stands), without reading the queue.
+pub fn stats(state: &dyn StateRead) -> Result<RepairStats, MetaError> {
     Ok(get_decoded(state, STATS_KEY)?.unwrap_or_default())
 }
 
@@ -442,25 +453,16 @@ pub fn scrub_ops(
             return Ok((CommandResult::PreconditionFailed, vec![]));
         }
         s.pass_started_ms = page.pass_started_ms;
-        s.shards_verified = 0;
-        s.bytes_verified = 0;
-        s.shards_bad = 0;
-        s.shards_unchecked = 0;
+        s.counts = ScrubCounts::default();
     }
-    s.shards_verified += page.shards_verified;
-    s.bytes_verified += page.bytes_verified;
-    s.shards_bad += page.shards_bad;
-    s.shards_unchecked += page.shards_unchecked;
+    s.counts += page.counts;
     s.cursor = page.cursor.clone();
     if page.cursor.is_none() {
         s.passes_completed += 1;
         s.last_pass = Some(ScrubPass {
             started_ms: s.pass_started_ms,
             finished_ms: at_ms,
-            shards_verified: s.shards_verified,
-            bytes_verified: s.bytes_verified,
-            shards_bad: s.shards_bad,
-            shards_unchecked: s.shards_unchecked,
+            counts: s.counts,
         });
     }
     Ok((

@@ -297,10 +297,12 @@ fn scrub_passes_accumulate_and_close() {
     let page = |started: i64, cursor: Option<&[u8]>, verified: u64, bad: u64| ScrubPage {
         pass_started_ms: started,
         cursor: cursor.map(|c| c.to_vec()),
-        shards_verified: verified,
-        bytes_verified: verified * 10,
-        shards_bad: bad,
-        shards_unchecked: 0,
+        counts: ScrubCounts {
+            shards_verified: verified,
+            bytes_verified: verified * 10,
+            shards_bad: bad,
+            shards_unchecked: 0,
+        },
     };
     s.run(&Command::ScrubProgress {
         page: page(100, Some(b"o/x"), 3, 1),
@@ -315,7 +317,11 @@ fn scrub_passes_accumulate_and_close() {
     assert_eq!(st.passes_completed, 1);
     let last = st.last_pass.expect("a pass");
     assert_eq!(
-        (last.shards_verified, last.shards_bad, last.finished_ms),
+        (
+            last.counts.shards_verified,
+            last.counts.shards_bad,
+            last.finished_ms
+        ),
         (5, 1, 5000)
     );
     // A new pass starts from zero; a late page of the old one is refused.
@@ -329,5 +335,5 @@ fn scrub_passes_accumulate_and_close() {
         CommandResult::PreconditionFailed
     );
     let st = report_of(&s).stats.scrub;
-    assert_eq!((st.shards_verified, st.passes_completed), (1, 1));
+    assert_eq!((st.counts.shards_verified, st.passes_completed), (1, 1));
 }

@@ -198,10 +198,31 @@ impl RpcClient {
         timeout: Duration,
     ) -> Result<Resp, RpcError> {
         let body = full_body(encode(req)?);
+        self.exchange(node, Method::POST, path, body, timeout).await
+    }
+
+    /// A GET whose MessagePack answer is decoded; the whole exchange (head and body) is bounded
+    /// by `timeout`.
+    pub async fn get<Resp: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError> {
+        let body = full_body(Bytes::new());
+        self.exchange(node, Method::GET, path, body, timeout).await
+    }
+
+    async fn exchange<Resp: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        method: Method,
+        path: &str,
+        body: RpcBody,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError> {
         let work = async {
-            let resp = self
-                .request(node, Method::POST, path, body, timeout)
-                .await?;
+            let resp = self.request(node, method, path, body, timeout).await?;
             let bytes = read_body(resp.into_body(), MAX_MESSAGE_BYTES).await?;
             decode(&bytes)
         };

@@ -14,10 +14,7 @@ use hyper::body::Incoming;
 use super::scan::{ShardListPage, ShardName};
 use super::verify::{ShardCheck, VerifyPacer};
 use super::{ShardError, ShardStore};
-use crate::rpc::{
-    decode, encode, full_body, read_body, status_response, RpcClient, RpcError, RpcResponse,
-    MAX_MESSAGE_BYTES,
-};
+use crate::rpc::{encode, full_body, status_response, RpcClient, RpcError, RpcResponse};
 use crate::types::{NodeId, VersionId};
 
 /// Largest range one shard GET may ask for.
@@ -111,28 +108,7 @@ pub async fn list_old_shards(
     if let Some(a) = after {
         path.push_str(&format!("&after={a}"));
     }
-    let work = async {
-        let resp = rpc
-            .request(
-                node,
-                Method::GET,
-                &path,
-                full_body(bytes::Bytes::new()),
-                SHARD_LIST_TIMEOUT,
-            )
-            .await?;
-        let body = read_body(resp.into_body(), MAX_MESSAGE_BYTES).await?;
-        decode::<ShardListPage>(&body)
-    };
-    tokio::time::timeout(SHARD_LIST_TIMEOUT, work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(RpcError::Timeout {
-                node,
-                path: path.clone(),
-                timeout_ms: SHARD_LIST_TIMEOUT.as_millis() as u64,
-            })
-        })
+    rpc.get(node, &path, SHARD_LIST_TIMEOUT).await
 }
 
 /// A listing request: (minimum age, cursor, page size).
@@ -177,28 +153,7 @@ pub async fn verify_shard(
     );
     // 30 s, plus the shard's share of the object at 2 MiB/s (the pacing budget is shared).
     let timeout = std::time::Duration::from_secs(30 + object_size / (2 * 1024 * 1024));
-    let work = async {
-        let resp = rpc
-            .request(
-                node,
-                Method::GET,
-                &path,
-                full_body(bytes::Bytes::new()),
-                timeout,
-            )
-            .await?;
-        let body = read_body(resp.into_body(), MAX_MESSAGE_BYTES).await?;
-        decode::<ShardCheck>(&body)
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(RpcError::Timeout {
-                node,
-                path: path.clone(),
-                timeout_ms: timeout.as_millis() as u64,
-            })
-        })
+    rpc.get(node, &path, timeout).await
 }
 
 /// The object size a verification request names (`?verify=<size>`).
