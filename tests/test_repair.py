@@ -88,6 +88,11 @@ def wait_for(what, check, timeout):
         time.sleep(0.5)
 
 
+def wait_status(cluster, what, holds, timeout):
+    """The first repair report for which `holds(report)` is true, polled until `timeout`."""
+    return wait_for(what, lambda: (lambda s: s if holds(s) else None)(repair_status(cluster)), timeout)
+
+
 def restart(cluster, n):
     """Starts storage node n again and waits until every node answers and a leader is known."""
     cluster.restart(n)
@@ -121,9 +126,10 @@ def test_a_write_accepted_while_a_node_was_down_gets_its_redundancy_back(cluster
         assert all(p["shards"][0]["damage"] == "unplaced" for p in st["pending"]), st
     finally:
         restart(cluster, 3)
-    st = wait_for(
+    st = wait_status(
+        cluster,
         "the three degraded writes healed",
-        lambda: (lambda s: s if s["queue"]["pieces"] == 0 else None)(repair_status(cluster)),
+        lambda s: s["queue"]["pieces"] == 0,
         90,
     )
     assert st["healed"]["shards"] - base["healed"]["shards"] == 3, st
@@ -149,11 +155,10 @@ def test_a_read_that_meets_a_missing_shard_queues_it_and_it_is_rebuilt(cluster):
     path.unlink()
     assert s3.get_object(Bucket="reads", Key="obj")["Body"].read() == body
     wait_for("the shard rebuilt", lambda: path.exists(), 30)
-    st = wait_for(
+    st = wait_status(
+        cluster,
         "the heal reported",
-        lambda: (lambda s: s if s["healed"]["shards"] > base["healed"]["shards"] else None)(
-            repair_status(cluster)
-        ),
+        lambda s: s["healed"]["shards"] > base["healed"]["shards"],
         30,
     )
     assert st["healed"]["shards"] - base["healed"]["shards"] == 1, st
@@ -180,11 +185,10 @@ def test_scrub_finds_deleted_and_corrupted_shards_and_the_report_holds_until_reb
     victims[1].write_bytes(bytes(corrupted))
     cluster.kill(1)
     try:
-        st = wait_for(
+        st = wait_status(
+            cluster,
             "the scrub reports one missing and one corrupt shard",
-            lambda: (lambda s: s if (s["queue"]["shards_missing"], s["queue"]["shards_corrupt"]) == (1, 1) else None)(
-                repair_status(cluster)
-            ),
+            lambda s: (s["queue"]["shards_missing"], s["queue"]["shards_corrupt"]) == (1, 1),
             60,
         )
         base_healed = st["healed"]["shards"]
@@ -198,18 +202,20 @@ def test_scrub_finds_deleted_and_corrupted_shards_and_the_report_holds_until_reb
         assert any(p["attempts"] > 0 and p["last_error"] for p in st["pending"]), st
     finally:
         restart(cluster, 1)
-    st = wait_for(
+    st = wait_status(
+        cluster,
         "both shards rebuilt",
-        lambda: (lambda s: s if s["queue"]["pieces"] == 0 else None)(repair_status(cluster)),
+        lambda s: s["queue"]["pieces"] == 0,
         90,
     )
     assert st["healed"]["shards"] - base_healed == 2, st
     assert [p.read_bytes() for p in victims] == originals, "rebuilt shards differ from the originals"
     # Later passes verify every shard of both objects (2 x 3 shards) and find nothing bad.
-    st = wait_for(
+    st = wait_status(
+        cluster,
         "a clean scrub pass",
-        lambda: (lambda s: s if (s["scrub"]["last_pass"] or {}).get("shards_bad") == 0
-                 and s["scrub"]["last_pass"]["shards_verified"] == 6 else None)(repair_status(cluster)),
+        lambda s: (s["scrub"]["last_pass"] or {}).get("shards_bad") == 0
+        and s["scrub"]["last_pass"]["shards_verified"] == 6,
         60,
     )
     assert st["scrub"]["last_pass"]["bytes_verified"] > 4 * MiB, st
@@ -232,9 +238,10 @@ def test_an_object_that_cannot_be_read_gets_a_clean_error_not_a_cut_body(cluster
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, e.value.response
     assert e.value.response["Error"]["Code"] == "SlowDown", e.value.response
     assert e.value.response["ResponseMetadata"]["RequestId"], e.value.response
-    st = wait_for(
+    st = wait_status(
+        cluster,
         "the damage queued",
-        lambda: (lambda s: s if s["queue"]["shards_missing"] >= 1 else None)(repair_status(cluster)),
+        lambda s: s["queue"]["shards_missing"] >= 1,
         30,
     )
     assert st["healed"]["shards"] == repair_status(cluster)["healed"]["shards"]

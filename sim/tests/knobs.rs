@@ -36,28 +36,39 @@ fn describe(o: &Outcome) -> String {
     )
 }
 
-#[test]
-fn exactly_once_seed_finds_the_double_apply_without_request_ids() {
-    if let Some(n) = std::env::var("BAOBAB_SIM_KNOB_SEARCH")
+/// A fixed bug's seed: with the fix off (`options(true)`) the run must fail, with it on it
+/// must pass. With `search_env` set to n, runs seeds 1..=n with the fix off instead and prints
+/// what each found (how the seed is chosen).
+fn knob_finds_the_bug(seed: u64, options: fn(bool) -> SimOptions, search_env: &str, bug: &str) {
+    if let Some(n) = std::env::var(search_env)
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
     {
         for seed in 1..=n {
-            let o = run(seed, &exactly_once_options(true)).expect("the simulation ran");
-            eprintln!("knob on, {}", describe(&o));
+            let o = run(seed, &options(true)).expect("the simulation ran");
+            eprintln!("fix off, {}", describe(&o));
         }
         return;
     }
-    let broken = run(EXACTLY_ONCE_SEED, &exactly_once_options(true)).expect("the simulation ran");
-    eprintln!("knob on (no request ids): {}", describe(&broken));
+    let broken = run(seed, &options(true)).expect("the simulation ran");
+    eprintln!("fix off: {}", describe(&broken));
     assert!(
         !broken.passed(),
-        "seed {EXACTLY_ONCE_SEED} no longer finds the double apply without request ids; \
-         choose a new seed with BAOBAB_SIM_KNOB_SEARCH"
+        "seed {seed} no longer finds {bug} with the fix off; choose a new seed with {search_env}"
     );
-    let fixed = run(EXACTLY_ONCE_SEED, &exactly_once_options(false)).expect("the simulation ran");
-    eprintln!("knob off (request ids): {}", describe(&fixed));
+    let fixed = run(seed, &options(false)).expect("the simulation ran");
+    eprintln!("fix on: {}", describe(&fixed));
     assert!(fixed.passed(), "{}", fixed.failure_message());
+}
+
+#[test]
+fn exactly_once_seed_finds_the_double_apply_without_request_ids() {
+    knob_finds_the_bug(
+        EXACTLY_ONCE_SEED,
+        exactly_once_options,
+        "BAOBAB_SIM_KNOB_SEARCH",
+        "the double apply without request ids",
+    );
 }
 
 /// Found by `BAOBAB_SIM_QUORUM_SEARCH`: a node down (crashed or cut off) while large objects
@@ -76,24 +87,10 @@ fn quorum_options(without_healing: bool) -> SimOptions {
 
 #[test]
 fn quorum_seed_finds_short_objects_without_healing() {
-    if let Some(n) = std::env::var("BAOBAB_SIM_QUORUM_SEARCH")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    {
-        for seed in 1..=n {
-            let o = run(seed, &quorum_options(true)).expect("the simulation ran");
-            eprintln!("knob on, {}", describe(&o));
-        }
-        return;
-    }
-    let broken = run(QUORUM_SEED, &quorum_options(true)).expect("the simulation ran");
-    eprintln!("knob on (no healing): {}", describe(&broken));
-    assert!(
-        !broken.passed(),
-        "seed {QUORUM_SEED} no longer finds a write left short without healing; choose a new \
-         seed with BAOBAB_SIM_QUORUM_SEARCH"
+    knob_finds_the_bug(
+        QUORUM_SEED,
+        quorum_options,
+        "BAOBAB_SIM_QUORUM_SEARCH",
+        "a write left short without healing",
     );
-    let fixed = run(QUORUM_SEED, &quorum_options(false)).expect("the simulation ran");
-    eprintln!("knob off (healing): {}", describe(&fixed));
-    assert!(fixed.passed(), "{}", fixed.failure_message());
 }
