@@ -59,7 +59,8 @@ impl ClusterSpec {
         }
     }
 
-    fn rpc(&self) -> baobab::rpc::RpcClient {
+    /// An RPC client over the simulated network (the client host's checks use one too).
+    pub fn rpc(&self) -> baobab::rpc::RpcClient {
         sim_rpc_client(
             self.secret.clone(),
             self.members

@@ -4,15 +4,18 @@
 //! `rpc::RpcListener`), time is simulated (every host's tokio clock is paused and advanced by
 //! the simulation), and a seeded workload runs against faults drawn from the same seed:
 //! partitions, held links (late and effectively duplicated requests), latency, node crashes and
-//! restarts with their data kept. The checker (`check.rs`) holds every read against a
+//! restarts. A crash loses what a power loss may lose of the node's shard files (`disk.rs`, the
+//! crash disk over the core's `fsutil::journal` seam): unsynced renames and new entries are
+//! undone, unsynced data is torn. The checker (`check.rs`) holds every read against a
 //! linearizable register per key, then, after the network is whole and healing has run,
-//! reads every key back and checks that every record names all k+m shards.
+//! reads every key back, checks that every record names all k+m shards, and verifies each of
+//! those shards whole on its node (header, length, every block's BLAKE3).
 //!
 //! A failing seed is printed with the command that runs it again
 //! (`BAOBAB_SIM_SEED=<seed> cargo nextest run --release -p baobab-sim`).
 //!
-//! What is NOT deterministic, so a seed reproduces the same workload and fault schedule but
-//! not always the same interleaving:
+//! What is NOT deterministic (or not modelled), so a seed reproduces the same workload and fault
+//! schedule but not always the same interleaving:
 //! - RocksDB's background threads, and the blocking pool (`spawn_blocking`: RocksDB writes,
 //!   shard files): simulated time does not advance while one is in flight, but how long they
 //!   take in real time decides which other task runs first;
@@ -20,22 +23,31 @@
 //!   hence shard placement; `MetaClient`'s client id; openraft's election timeouts);
 //! - wall-clock time where the code reads it (`SystemTime`: the leader's proposal clock, the
 //!   retire grace, RPC timestamps; `std::time::Instant`: the shard read leases);
-//! - the disk: files are real (temp dirs), so a crash loses no unsynced data (no torn
-//!   writes; turmoil's simulated fs is not wired to RocksDB or the shard store).
+//! - the disk outside the crash disk's reach: files are real (temp dirs) and only what the
+//!   shard store and `fsutil` report is rewound at a crash; RocksDB does its own IO, so the
+//!   metadata store keeps everything it wrote, synced or not (its WAL is not torn). Unlinks
+//!   count as durable at once. Which files a crash finds unsynced depends on the interleaving
+//!   above; the torn tails are drawn from the seed.
 
 pub mod check;
 pub mod cluster;
+pub mod disk;
 pub mod faults;
 pub mod net;
 pub mod workload;
 
 use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use baobab::types::{ErasureProfile, NodeId};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 use crate::cluster::{host_name, ClusterSpec};
+use crate::disk::CrashDisk;
 use crate::faults::{Fault, FaultMix, Scheduled, Target};
 use crate::workload::{ClientReport, WorkloadSpec};
 
@@ -62,6 +74,10 @@ pub struct SimOptions {
     /// The write-quorum knob: no heal worker, so a write accepted with fewer than k + m shards
     /// stays that way, as before the fix (nothing queued it or rebuilt it).
     pub without_healing: bool,
+    /// The shard-sync knob: shard files are renamed into place without their data fsynced,
+    /// so a crash tears shards the cluster counted as durable. Process-wide while the run
+    /// lasts (see [`ShardSyncKnob`]).
+    pub without_shard_sync: bool,
 }
 
 impl Default for SimOptions {
@@ -79,6 +95,7 @@ impl Default for SimOptions {
             faults: FaultMix::All,
             without_request_ids: false,
             without_healing: false,
+            without_shard_sync: false,
         }
     }
 }
@@ -121,11 +138,55 @@ fn init_logging() {
     }
 }
 
+/// The shard-sync knob is a process-wide switch in the core; runs in one process (`cargo
+/// test` threads) share it. A run with the knob on holds this lock exclusively, the others
+/// shared, so no run sees another's knob.
+static SHARD_SYNC_KNOB: RwLock<()> = RwLock::new(());
+
+/// The knob for one run: on (the lock held exclusively; turned off again on drop) or off
+/// (held shared).
+struct ShardSyncKnob {
+    on: bool,
+    _exclusive: Option<RwLockWriteGuard<'static, ()>>,
+    _shared: Option<RwLockReadGuard<'static, ()>>,
+}
+
+impl ShardSyncKnob {
+    fn set(without_shard_sync: bool) -> ShardSyncKnob {
+        // The lock guards no data; a run that panicked holding it changes nothing.
+        if without_shard_sync {
+            let guard = SHARD_SYNC_KNOB.write().unwrap_or_else(|e| e.into_inner());
+            baobab::shard::set_without_shard_sync(true);
+            ShardSyncKnob {
+                on: true,
+                _exclusive: Some(guard),
+                _shared: None,
+            }
+        } else {
+            ShardSyncKnob {
+                on: false,
+                _exclusive: None,
+                _shared: Some(SHARD_SYNC_KNOB.read().unwrap_or_else(|e| e.into_inner())),
+            }
+        }
+    }
+}
+
+impl Drop for ShardSyncKnob {
+    fn drop(&mut self) {
+        if self.on {
+            baobab::shard::set_without_shard_sync(false);
+        }
+    }
+}
+
 /// Runs seed `seed`. Errors are failures of the harness (a host that could not start), not
 /// findings; findings are in the outcome's report.
 pub fn run(seed: u64, opts: &SimOptions) -> anyhow::Result<Outcome> {
     init_logging();
     let real_start = std::time::Instant::now();
+    let _knob = ShardSyncKnob::set(opts.without_shard_sync);
+    let disk = CrashDisk::installed()?;
     let dirs = tempfile::tempdir()?;
     let mut spec = ClusterSpec::new(opts.nodes, opts.profile);
     spec.heal = !opts.without_healing;
@@ -141,9 +202,16 @@ pub fn run(seed: u64, opts: &SimOptions) -> anyhow::Result<Outcome> {
         .rng_seed(seed)
         .build();
 
+    let data_dir = |node: NodeId| dirs.path().join(host_name(node));
+    // Dropped (unregistered) before the temp dirs go.
+    let _registered: Vec<_> = spec
+        .members
+        .keys()
+        .map(|node| disk.register(data_dir(*node)))
+        .collect();
     for node in spec.members.keys().copied() {
         let spec = spec.clone();
-        let dir = dirs.path().join(host_name(node));
+        let dir = data_dir(node);
         sim.host(host_name(node), move || {
             let spec = spec.clone();
             let dir = dir.clone();
@@ -168,7 +236,7 @@ pub fn run(seed: u64, opts: &SimOptions) -> anyhow::Result<Outcome> {
         let without_ids = opts.without_request_ids;
         sim.client(CLIENT, async move {
             let svc = spec.object_service(without_ids);
-            workload::run_client(svc, wspec, leader, report).await
+            workload::run_client(svc, spec.rpc(), wspec, leader, report).await
         });
     }
 
@@ -177,11 +245,14 @@ pub fn run(seed: u64, opts: &SimOptions) -> anyhow::Result<Outcome> {
         active: None,
         leader,
         nodes: opts.nodes,
+        disk,
+        data_dirs: spec.members.keys().map(|n| (n.0, data_dir(*n))).collect(),
+        rng: StdRng::seed_from_u64(seed ^ 0xD15C_D15C_D15C_D15C),
     };
     let mut whole = false;
     loop {
         let now = sim.elapsed();
-        driver.advance(&mut sim, now);
+        driver.advance(&mut sim, now)?;
         if now >= until && !whole {
             driver.end_all(&mut sim);
             whole = true;
@@ -216,6 +287,11 @@ struct Driver {
     active: Option<(Scheduled, u64)>,
     leader: Rc<Cell<Option<NodeId>>>,
     nodes: u64,
+    /// What a crash takes from a node's data dir, and where each node's dir is.
+    disk: Arc<CrashDisk>,
+    data_dirs: std::collections::BTreeMap<u64, PathBuf>,
+    /// The torn tails' draws.
+    rng: StdRng,
 }
 
 impl Driver {
@@ -226,7 +302,7 @@ impl Driver {
         }
     }
 
-    fn advance(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
+    fn advance(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) -> anyhow::Result<()> {
         if let Some((fault, _)) = &self.active {
             if now >= fault.end {
                 self.end_active(sim);
@@ -251,10 +327,28 @@ impl Driver {
                         sim.set_link_max_message_latency(host.as_str(), other.as_str(), max);
                     }
                 }
-                Fault::Crash(_) => sim.crash(host.as_str()),
+                Fault::Crash(_) => {
+                    // Returns once the host's runtime is dropped, its blocking file IO done.
+                    sim.crash(host.as_str());
+                    self.rewind(node)?;
+                }
             }
             self.active = Some((fault, node));
         }
+        Ok(())
+    }
+
+    /// Takes from the crashed node's disk what a power loss may take.
+    fn rewind(&mut self, node: u64) -> anyhow::Result<()> {
+        let Some(dir) = self.data_dirs.get(&node) else {
+            anyhow::bail!("no data dir for node {node}");
+        };
+        let rewind = self
+            .disk
+            .crash(dir, &mut self.rng)
+            .map_err(|e| anyhow::anyhow!("rewinding node {node}'s disk: {e}"))?;
+        tracing::info!(target: "baobab_sim", node, ?rewind, "crash rewound the disk");
+        Ok(())
     }
 
     /// Every other host's name, the client included.

@@ -1,7 +1,8 @@
 //! The client host: a seeded workload of PUTs (new keys and overwrites, inline and
 //! erasure-coded sizes), DELETEs and GETs from several concurrent workers over one object
 //! service, a ledger of what was acknowledged, and the final checks once the network is whole
-//! again and healing has had its time.
+//! again and healing has had its time: every key reads back a value the history allows, and
+//! every shard its record names is whole on its node.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -10,7 +11,9 @@ use std::time::Duration;
 use baobab::codec::checksum::Checksums;
 use baobab::meta::{Command, ObjectData, ObjectRecord};
 use baobab::object::{DataExpectations, ObjectError, ObjectService, WriteSpec};
-use baobab::types::{BucketId, NodeId, INLINE_THRESHOLD_BYTES};
+use baobab::rpc::RpcClient;
+use baobab::shard::{verify_shard, ShardCheck};
+use baobab::types::{BucketId, NodeId, VersionId, INLINE_THRESHOLD_BYTES};
 use bytes::Bytes;
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -54,6 +57,8 @@ pub struct ClientReport {
 /// State shared by the workers (one client task, so `Rc`).
 struct Shared {
     svc: ObjectService,
+    /// For the final check of shard files on their nodes.
+    rpc: RpcClient,
     start: Instant,
     histories: RefCell<Vec<KeyHistory>>,
     report: RefCell<ClientReport>,
@@ -90,12 +95,14 @@ fn content(content_seed: u64, len: usize) -> Vec<u8> {
 /// Runs the workload, waits for healing, checks; the report is left in `out`.
 pub async fn run_client(
     svc: ObjectService,
+    rpc: RpcClient,
     spec: WorkloadSpec,
     leader: Rc<Cell<Option<NodeId>>>,
     out: Rc<RefCell<Option<ClientReport>>>,
 ) -> turmoil::Result {
     let shared = Rc::new(Shared {
         svc,
+        rpc,
         start: Instant::now(),
         histories: RefCell::new(vec![KeyHistory::default(); spec.keys]),
         report: RefCell::new(ClientReport::default()),
@@ -360,6 +367,59 @@ async fn final_checks(shared: &Shared, spec: &WorkloadSpec) {
                     HEAL_DEADLINE
                 ));
             }
+            check_shard_files(shared, key, &record).await;
         }
+    }
+}
+
+/// One shard a record names: (the version naming its file, the piece's size, index, node).
+type ShardHome = (VersionId, u64, u8, NodeId);
+
+/// Every shard `record` names, parts expanded.
+fn shard_homes(record: &ObjectRecord) -> Vec<ShardHome> {
+    let pieces: Vec<(VersionId, u64, &ObjectData)> = match &record.data {
+        ObjectData::Parts(parts) => parts.iter().map(|p| (p.version, p.size, &p.data)).collect(),
+        data => vec![(record.version, record.size, data)],
+    };
+    let mut homes = Vec::new();
+    for (version, size, data) in pieces {
+        if let ObjectData::Sharded { shard_nodes, .. } = data {
+            for (i, node) in shard_nodes.iter().enumerate() {
+                if let Some(node) = node {
+                    homes.push((version, size, i as u8, *node));
+                }
+            }
+        }
+    }
+    homes
+}
+
+/// Every shard the final record names must be on its node and whole (the node's own
+/// verification: header, length, every block's BLAKE3). A committed shard that a crash tore
+/// or lost, and that healing did not rebuild, is a violation.
+async fn check_shard_files(shared: &Shared, key: usize, record: &ObjectRecord) {
+    for (version, size, index, node) in shard_homes(record) {
+        let mut outcome = Err(String::new());
+        for _ in 0..FINAL_READ_ATTEMPTS {
+            match verify_shard(&shared.rpc, node, version, index, size).await {
+                Ok(check) => {
+                    outcome = Ok(check);
+                    break;
+                }
+                Err(e) => outcome = Err(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let problem = match outcome {
+            Ok(ShardCheck::Intact { .. }) => continue,
+            Ok(ShardCheck::Missing) => "is missing".to_string(),
+            Ok(ShardCheck::Corrupt { reason }) => format!("is corrupt ({reason})"),
+            Err(e) => format!("could not be verified: {e}"),
+        };
+        shared.violation(format!(
+            "{} (version {version:?}): shard {index} on node {} {problem} after healing",
+            key_name(key),
+            node.0
+        ));
     }
 }

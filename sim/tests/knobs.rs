@@ -94,3 +94,28 @@ fn quorum_seed_finds_short_objects_without_healing() {
         "a write left short without healing",
     );
 }
+
+/// Found by `BAOBAB_SIM_SHARD_SYNC_SEARCH`: without the shard file's data sync, a shard is
+/// renamed into place and acknowledged with its bytes only in the page cache; a crash of its
+/// node (the crash disk) tears it, and a record that counted it as durable names a shard that
+/// is no longer whole.
+const SHARD_SYNC_SEED: u64 = 3;
+
+/// The shard-sync workload: mostly erasure-coded objects, every kind of fault.
+fn shard_sync_options(without_shard_sync: bool) -> SimOptions {
+    SimOptions {
+        large_percent: 70,
+        without_shard_sync,
+        ..SimOptions::default()
+    }
+}
+
+#[test]
+fn shard_sync_seed_finds_torn_shards_without_the_data_sync() {
+    knob_finds_the_bug(
+        SHARD_SYNC_SEED,
+        shard_sync_options,
+        "BAOBAB_SIM_SHARD_SYNC_SEARCH",
+        "a shard torn by a crash without the data sync",
+    );
+}

@@ -3,7 +3,11 @@
 //! Crash consistency: a shard is written to a temp file, fsynced, renamed to its final name and
 //! the directory fsynced before the write is acknowledged; so an acknowledged shard survives a
 //! crash, and a crash mid-write leaves only a `*.tmp` file, removed at the next start
-//! ([`ShardStore::open`]). A write that fails or is dropped (its stream reset) removes its temp
+//! ([`ShardStore::open`]). The store's directory and each prefix directory are fsynced into
+//! their parents before the first shard is renamed into them (once per process, even when they
+//! already existed: another write may have created one and not synced it yet). Each step is
+//! reported to the durability journal (`fsutil::journal`), which the simulation uses to lose
+//! what a power loss may lose. A write that fails or is dropped (its stream reset) removes its temp
 //! file itself; what still escapes (a drop racing the file's creation) is removed by the
 //! periodic sweep of temp files older than [`TEMP_MIN_AGE`] (`scan.rs`). The store does not
 //! interpret shard contents beyond checking the header on write: readers verify the per-block
@@ -38,8 +42,11 @@ pub use space::{
     DEFAULT_RESERVE_PERCENT,
 };
 pub use verify::{ShardCheck, VerifyPacer, DEFAULT_VERIFY_BYTES_PER_SEC};
+#[cfg(feature = "sim-knobs")]
+pub use writer::set_without_shard_sync;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -82,8 +89,10 @@ impl From<std::io::Error> for ShardError {
 pub struct ShardStore {
     root: PathBuf,
     space: SpaceGuard,
+    /// Prefix directories made durable by this process.
+    dirs: Arc<fsutil::DurableDirs>,
     /// When each shard was last read (read leases for the retire worker).
-    pub leases: std::sync::Arc<ReadLeases>,
+    pub leases: Arc<ReadLeases>,
 }
 
 impl ShardStore {
@@ -93,7 +102,7 @@ impl ShardStore {
     }
 
     pub fn open_with_reserve(data_dir: &Path, reserve: ShardReserve) -> Result<Self, ShardError> {
-        Self::open_with_probe(data_dir, reserve, std::sync::Arc::new(statvfs_space))
+        Self::open_with_probe(data_dir, reserve, Arc::new(statvfs_space))
     }
 
     /// Opens the store reading free space through `probe` (tests pass a fake file system).
@@ -103,7 +112,7 @@ impl ShardStore {
         probe: SpaceProbe,
     ) -> Result<Self, ShardError> {
         let root = data_dir.join("shards");
-        std::fs::create_dir_all(&root)?;
+        fsutil::ensure_dir_durable_blocking(&root)?;
         let removed = fsutil::remove_stale_temp_files(&root)?;
         if removed > 0 {
             tracing::info!(removed, "removed temp shard files left by a crash");
@@ -112,6 +121,7 @@ impl ShardStore {
         Ok(ShardStore {
             root,
             space,
+            dirs: Default::default(),
             leases: Default::default(),
         })
     }
@@ -139,7 +149,7 @@ impl ShardStore {
         self.space.check().await?;
         let path = self.path(version, shard_index);
         if let Some(dir) = path.parent() {
-            fsutil::ensure_dir_durable(dir).await?;
+            self.dirs.ensure(dir).await?;
         }
         let tmp = fsutil::temp_path(&path);
         // Removes the temp file if this future is dropped before it ends (the RPC server drops
@@ -180,7 +190,7 @@ impl ShardStore {
         }
         .await;
         if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+            let _ = fsutil::remove_file(&tmp).await;
         }
         guard.0 = None;
         result
@@ -225,7 +235,7 @@ impl ShardStore {
 
     /// Deletes a shard file; deleting a missing one is not an error.
     pub async fn delete(&self, version: VersionId, shard_index: u8) -> Result<(), ShardError> {
-        match tokio::fs::remove_file(self.path(version, shard_index)).await {
+        match fsutil::remove_file(&self.path(version, shard_index)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
@@ -241,7 +251,7 @@ impl Drop for TempFileGuard {
         if let Some(path) = self.0.take() {
             // One unlink, on the runtime thread: a cancelled write is rare. Any writer thread
             // still holding the file open keeps writing into the unlinked inode, then closes it.
-            let _ = std::fs::remove_file(path);
+            let _ = fsutil::remove_file_blocking(&path);
         }
     }
 }

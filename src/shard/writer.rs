@@ -10,15 +10,18 @@
 //!   body's own buffers go to `writev` as they are.
 //!
 //! Either way the caller fsyncs (`finish` does `fdatasync`) before the shard is renamed into
-//! place; `O_DIRECT` alone does not make data durable.
+//! place; `O_DIRECT` alone does not make data durable. The file's creation and its data sync
+//! are reported to the durability journal (`fsutil::journal`).
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
+
+use crate::fsutil::journal::{self, FsEvent};
 
 /// Bytes per write: few syscalls and thread hops per shard.
 const BATCH_BYTES: usize = 1 << 20;
@@ -31,7 +34,12 @@ const MAX_IOVECS: usize = 1024;
 pub(super) const WRITER_BUFFERED_BYTES: u64 = 2 * BATCH_BYTES as u64;
 
 /// The writer for one new shard file.
-pub(super) enum ShardFileWriter {
+pub(super) struct ShardFileWriter {
+    path: PathBuf,
+    inner: Inner,
+}
+
+enum Inner {
     Direct(DirectWriter),
     Buffered(BufferedWriter),
 }
@@ -47,32 +55,66 @@ impl ShardFileWriter {
                 .truncate(true)
                 .custom_flags(libc::O_DIRECT)
                 .open(&path);
-            match direct {
-                Ok(f) => Ok(ShardFileWriter::Direct(DirectWriter::new(f))),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(ShardFileWriter::Buffered(
-                    BufferedWriter::new(File::create(&path)?),
-                )),
-                Err(e) => Err(e),
-            }
+            let inner = match direct {
+                Ok(f) => Inner::Direct(DirectWriter::new(f)),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    Inner::Buffered(BufferedWriter::new(File::create(&path)?))
+                }
+                Err(e) => return Err(e),
+            };
+            journal::record(FsEvent::FileCreated(&path));
+            Ok(ShardFileWriter { path, inner })
         })
         .await
     }
 
     pub async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
-        match self {
-            ShardFileWriter::Direct(w) => w.push(&chunk).await,
-            ShardFileWriter::Buffered(w) => w.push(chunk).await,
+        match &mut self.inner {
+            Inner::Direct(w) => w.push(&chunk).await,
+            Inner::Buffered(w) => w.push(chunk).await,
         }
     }
 
     /// Writes what is left and makes the file's data durable.
     pub async fn finish(self) -> io::Result<()> {
-        let file = match self {
-            ShardFileWriter::Direct(w) => w.finish().await?,
-            ShardFileWriter::Buffered(w) => w.finish().await?,
+        let file = match self.inner {
+            Inner::Direct(w) => w.finish().await?,
+            Inner::Buffered(w) => w.finish().await?,
         };
-        blocking(move || file.sync_data()).await
+        if shard_sync_skipped() {
+            return Ok(());
+        }
+        let path = self.path;
+        blocking(move || {
+            file.sync_data()?;
+            journal::record(FsEvent::FileSynced(&path));
+            Ok(())
+        })
+        .await
     }
+}
+
+/// The simulation's knob (`sim-knobs`): `finish` skips the data sync, so a shard is renamed
+/// into place with its bytes still only in the page cache (the classic "rename without fsync"
+/// bug), for the simulation's crash disk to find. Process-wide; never set in production.
+#[cfg(feature = "sim-knobs")]
+static WITHOUT_SHARD_SYNC: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Test-only (`sim-knobs`): turns the shard data sync off (`true`) or back on, process-wide.
+#[cfg(feature = "sim-knobs")]
+pub fn set_without_shard_sync(on: bool) {
+    WITHOUT_SHARD_SYNC.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[cfg(feature = "sim-knobs")]
+fn shard_sync_skipped() -> bool {
+    WITHOUT_SHARD_SYNC.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[cfg(not(feature = "sim-knobs"))]
+fn shard_sync_skipped() -> bool {
+    false
 }
 
 async fn blocking<T: Send + 'static>(
@@ -306,7 +348,10 @@ mod tests {
                 ShardFileWriter::create(&path).await.expect("create")
             } else {
                 let file = File::create(&path).expect("create");
-                ShardFileWriter::Buffered(BufferedWriter::new(file))
+                ShardFileWriter {
+                    path: path.clone(),
+                    inner: Inner::Buffered(BufferedWriter::new(file)),
+                }
             };
             for c in &chunks {
                 w.push(c.clone()).await.expect("push");
