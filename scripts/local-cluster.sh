@@ -16,10 +16,15 @@
 # BAOBAB_GC_INTERVAL_SECS and BAOBAB_GC_MIN_AGE_SECS into every storage node's gc_interval_secs
 # and gc_min_age_secs; BAOBAB_SCRUB_INTERVAL_SECS into every storage node's scrub_interval_secs;
 # BAOBAB_NODE<N>_DATA_DIR puts storage node N's data there instead of
-# DIR/nodeN (e.g. on a small file system). All are read when a config file is first written.
+# DIR/nodeN (e.g. on a small file system). The gateway's [s3] limits come from
+# BAOBAB_S3_MAX_CONNECTIONS, BAOBAB_S3_HEADER_READ_TIMEOUT_SECS, BAOBAB_S3_BODY_IDLE_TIMEOUT_SECS
+# and BAOBAB_S3_REQUESTS_PER_SEC_PER_KEY (max_connections, header_read_timeout_secs, ...);
+# BAOBAB_S3_TLS_CERT and BAOBAB_S3_TLS_KEY (PEM files) make it serve HTTPS only (cluster.env
+# then says https://; `kill -HUP` the gateway to reload them).
+# All are read when a config file is first written.
 set -euo pipefail
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 find_bin() {
     if [ -n "${BAOBAB_BIN:-}" ]; then echo "$BAOBAB_BIN"; return; fi
@@ -65,6 +70,14 @@ write_config() { # DIR NAME ROLE NODE_ID PORT
         fi
         if [ "$role" = gateway ]; then
             printf '[s3]\nlisten = "127.0.0.1:%s"\nregion = "us-east-1"\nroot_domain = "localhost"\n' "$port"
+            local s3_var
+            for s3_var in max_connections header_read_timeout_secs body_idle_timeout_secs requests_per_sec_per_key; do
+                local env_var="BAOBAB_S3_${s3_var^^}"
+                if [ -n "${!env_var:-}" ]; then echo "$s3_var = ${!env_var}"; fi
+            done
+            if [ -n "${BAOBAB_S3_TLS_CERT:-}" ]; then
+                printf 'tls_cert = "%s"\ntls_key = "%s"\n' "$BAOBAB_S3_TLS_CERT" "${BAOBAB_S3_TLS_KEY:?BAOBAB_S3_TLS_KEY goes with BAOBAB_S3_TLS_CERT}"
+            fi
         fi
         printf '[erasure]\nk = 2\nm = 1\n'
         local sites=(site-a site-b site-c)
@@ -146,11 +159,13 @@ start)
     else # builds before --secret-stdin (benchmarked with --bin)
         "$BIN" key create --config "$dir/gateway.toml" --name local-cluster "${rights[@]}" --key-id "$key_id" --secret "$secret" > /dev/null
     fi
+    scheme=http
+    if grep -q '^tls_cert' "$dir/gateway.toml"; then scheme=https; fi
     (umask 077; : > "$dir/cluster.env.tmp")
     cat > "$dir/cluster.env.tmp" <<ENV
 export AWS_ACCESS_KEY_ID=$key_id
 export AWS_SECRET_ACCESS_KEY=$secret
-export AWS_ENDPOINT_URL=http://127.0.0.1:$port
+export AWS_ENDPOINT_URL=$scheme://127.0.0.1:$port
 export AWS_REGION=us-east-1
 ENV
     mv "$dir/cluster.env.tmp" "$dir/cluster.env"

@@ -7,6 +7,7 @@ mod report;
 mod run;
 mod s3;
 mod stats;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -48,9 +49,13 @@ struct Args {
     /// Workload to run.
     #[arg(value_enum)]
     workload: Workload,
-    /// S3 endpoint, http://host:port (path-style requests).
+    /// S3 endpoint, http://host:port or https://host:port (path-style requests).
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint: String,
+    /// CA certificates (PEM) that https:// endpoints' certificates must chain to (also for
+    /// --compare); nothing else is trusted.
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    ca_file: Option<std::path::PathBuf>,
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key: String,
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
@@ -195,6 +200,7 @@ async fn run_main(args: Args) -> anyhow::Result<bool> {
         &args.region,
         pool,
         args.timeout,
+        args.ca_file.as_deref(),
     )?;
     let mut targets = vec![Target::new("A", a, args.server_pids.clone())];
     if let Some(ep) = &args.compare {
@@ -210,6 +216,7 @@ async fn run_main(args: Args) -> anyhow::Result<bool> {
             &args.region,
             pool,
             args.timeout,
+            args.ca_file.as_deref(),
         )?;
         targets.push(Target::new("B", b, args.compare_server_pids.clone()));
     }

@@ -1,5 +1,5 @@
-//! A minimal S3 client for load generation: path-style requests over plain HTTP/1.1 with a
-//! keep-alive pool, signed with SigV4 (`UNSIGNED-PAYLOAD`, as SDKs do for streamed bodies).
+//! A minimal S3 client for load generation: path-style requests over HTTP/1.1 (plain, or HTTPS
+//! trusting a given CA: `tls.rs`) with a keep-alive pool, signed with SigV4 (`UNSIGNED-PAYLOAD`, as SDKs do for streamed bodies).
 //! Bodies are sent from shared `Bytes` without copies and GET bodies are counted, not kept,
 //! so the client stays cheap next to the server it measures.
 
@@ -14,7 +14,6 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -52,8 +51,8 @@ impl OpError {
 /// One endpoint, bucket and key pair.
 #[derive(Clone)]
 pub struct S3Client {
-    http: Client<HttpConnector, Full<Bytes>>,
-    /// `http://host:port`, no trailing slash.
+    http: Client<crate::tls::Connector, Full<Bytes>>,
+    /// `http://host:port` or `https://host:port`, no trailing slash.
     base: String,
     host: String,
     bucket: String,
@@ -69,6 +68,8 @@ pub struct ListPage {
 }
 
 impl S3Client {
+    /// `ca_file`: the CA certificates (PEM) an `https://` endpoint's certificate must chain to.
+    #[allow(clippy::too_many_arguments)] // reason: one flat constructor for the CLI's flags
     pub fn new(
         endpoint: &str,
         bucket: &str,
@@ -77,24 +78,29 @@ impl S3Client {
         region: &str,
         pool: usize,
         timeout: Duration,
+        ca_file: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
         let uri: Uri = endpoint.parse()?;
-        anyhow::ensure!(
-            uri.scheme_str() == Some("http"),
-            "endpoint must be http://host:port (TLS is not supported by the load generator)"
-        );
+        let scheme = match uri.scheme_str() {
+            Some(s @ ("http" | "https")) => s,
+            _ => anyhow::bail!("endpoint must be http://host:port or https://host:port"),
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| anyhow::anyhow!("endpoint {endpoint} has no host"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+        let tls = match (scheme, ca_file) {
+            ("https", Some(ca)) => Some(crate::tls::client_config(ca)?),
+            ("https", None) => anyhow::bail!("an https:// endpoint needs --ca-file"),
+            _ => None,
+        };
+        let connector = crate::tls::Connector::new(tls);
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(pool.max(1))
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Ok(S3Client {
             http,
-            base: format!("http://{authority}"),
+            base: format!("{scheme}://{authority}"),
             host: authority.to_string(),
             bucket: bucket.to_string(),
             identity: Credentials::new(access_key, secret_key, None, None, "baobab-bench").into(),

@@ -97,6 +97,98 @@ pub struct S3Config {
     pub region: String,
     /// Domain for virtual-hosted-style requests (`bucket.<root_domain>`).
     pub root_domain: Option<String>,
+    /// Connections served at once; more wait in the listen backlog until one closes
+    /// (default 4096).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request head; an idle keep-alive connection is closed
+    /// after as long (default 20).
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may bring no byte before the request fails with `400
+    /// RequestTimeout` (and its partial shards are dropped); also how long a client may read
+    /// nothing of a response before its connection is closed (default 60).
+    #[serde(default = "default_body_idle_timeout_secs")]
+    pub body_idle_timeout_secs: u64,
+    /// Requests per second each access key may make (a token bucket holding one second's
+    /// worth; past it `503 SlowDown`). Off by default.
+    pub requests_per_sec_per_key: Option<u32>,
+    /// PEM certificate chain (leaf first): with `tls_key`, the listener speaks HTTPS only, and
+    /// reloads both files on SIGHUP. Without them, plain HTTP (loopback, or behind a
+    /// TLS-terminating proxy).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl S3Config {
+    /// The listener's bounds on its clients.
+    pub fn limits(&self) -> baobab_gateway::ListenerLimits {
+        baobab_gateway::ListenerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout_secs),
+            requests_per_sec_per_key: self.requests_per_sec_per_key,
+        }
+    }
+
+    /// The certificate and key files, when TLS is on.
+    pub fn tls_files(&self) -> Option<baobab_gateway::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(baobab_gateway::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn problems(&self, problems: &mut Vec<String>) {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                problems.push("s3.tls_cert, s3.tls_key: set both or neither".into())
+            }
+            _ => {}
+        }
+        if let Some(files) = self.tls_files() {
+            if let Err(e) = baobab_gateway::S3Tls::load(files) {
+                problems.push(format!("s3.tls_cert, s3.tls_key: {e}"));
+            }
+        }
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!("s3.listen: {:?} is not host:port", self.listen));
+        }
+        if self.max_connections == 0 {
+            problems.push("s3.max_connections: must be at least 1".into());
+        }
+        if self.header_read_timeout_secs == 0 {
+            problems.push("s3.header_read_timeout_secs: must be at least 1".into());
+        }
+        if self.body_idle_timeout_secs == 0 {
+            problems.push("s3.body_idle_timeout_secs: must be at least 1".into());
+        }
+        if self.requests_per_sec_per_key == Some(0) {
+            problems.push(
+                "s3.requests_per_sec_per_key: must be at least 1 (omit it for no limit)".into(),
+            );
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    baobab_gateway::ListenerLimits::default().max_connections
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    baobab_gateway::ListenerLimits::default()
+        .header_read_timeout
+        .as_secs()
+}
+
+fn default_body_idle_timeout_secs() -> u64 {
+    baobab_gateway::ListenerLimits::default()
+        .body_idle_timeout
+        .as_secs()
 }
 
 fn default_retired_data_grace_secs() -> u64 {
@@ -227,10 +319,7 @@ impl Config {
         if self.roles.contains(&Role::Gateway) {
             match &self.s3 {
                 None => problems.push("[s3]: required with role gateway".into()),
-                Some(s3) if s3.listen.parse::<SocketAddr>().is_err() => {
-                    problems.push(format!("s3.listen: {:?} is not host:port", s3.listen))
-                }
-                Some(_) => {}
+                Some(s3) => s3.problems(&mut problems),
             }
         }
         if let Err(e) = self.secret() {
@@ -360,6 +449,41 @@ mod tests {
         .expect("parses");
         assert_eq!(cfg.gc().interval, std::time::Duration::from_secs(2));
         assert_eq!(cfg.gc().min_age, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn s3_limits_default_and_refuse_zero() {
+        let base = "roles = []\ndata_dir = \"/x\"\nnodes = []\n[s3]\nlisten = \"127.0.0.1:1\"\n";
+        let cfg: Config = toml::from_str(base).expect("parses");
+        let s3 = cfg.s3.as_ref().expect("s3");
+        assert_eq!(s3.limits(), baobab_gateway::ListenerLimits::default());
+        let cfg: Config = toml::from_str(&format!(
+            "{base}max_connections = 0\nheader_read_timeout_secs = 0\nbody_idle_timeout_secs = 0\nrequests_per_sec_per_key = 0\n"
+        ))
+        .expect("parses");
+        let mut problems = Vec::new();
+        cfg.s3.as_ref().expect("s3").problems(&mut problems);
+        let all = problems.join("\n");
+        for needle in [
+            "max_connections",
+            "header_read_timeout_secs",
+            "body_idle_timeout_secs",
+            "requests_per_sec_per_key",
+        ] {
+            assert!(all.contains(needle), "{needle} missing from {all}");
+        }
+        let cfg: Config = toml::from_str(&format!(
+            "{base}max_connections = 10\nheader_read_timeout_secs = 3\nbody_idle_timeout_secs = 2\nrequests_per_sec_per_key = 50\n"
+        ))
+        .expect("parses");
+        let limits = cfg.s3.as_ref().expect("s3").limits();
+        assert_eq!(limits.max_connections, 10);
+        assert_eq!(
+            limits.header_read_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(limits.body_idle_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(limits.requests_per_sec_per_key, Some(50));
     }
 
     #[test]

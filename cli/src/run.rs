@@ -9,7 +9,7 @@ use baobab::coord::Coordinator;
 use baobab::meta::{AccessKeyRecord, Command, CommandResult, MetaClient, Query, QueryResult};
 use baobab::rpc::RpcClient;
 use baobab::types::NodeId;
-use baobab_gateway::{serve_s3, GatewayConfig};
+use baobab_gateway::{serve_s3_with, GatewayConfig};
 use baobab_storage_node::{NodeStatus, StorageNode, StorageNodeConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +74,26 @@ pub fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
+/// Reloads the S3 listener's certificate and key on every SIGHUP; a pair that does not load is
+/// logged and the one in use kept.
+fn reload_tls_on_sighup(tls: std::sync::Arc<baobab_gateway::S3Tls>) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let files = tls.files();
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %files.cert.display(), "S3 TLS certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "S3 TLS certificate not reloaded; keeping the one in use")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 /// The key that seals access-key secrets in the metadata.
 pub fn secrets_key(secret: &baobab::rpc::ClusterSecret) -> SealKey {
     SealKey::new(secret.derive_key(baobab::meta::ACCESS_KEY_SEAL_PURPOSE))
@@ -126,17 +146,27 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
         let rpc = RpcClient::new(secret.clone(), cfg.members().into_iter().collect());
         let meta = MetaClient::new(rpc.clone(), cfg.members().keys().copied().collect());
         let coord = Coordinator::new(rpc, cfg.cluster_view())?;
+        let tls = match s3.tls_files() {
+            Some(files) => {
+                let tls = baobab_gateway::S3Tls::load(files)?;
+                reload_tls_on_sighup(tls.clone())?;
+                Some(tls)
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&s3.listen).await?;
-        tracing::info!(listen = %s3.listen, "gateway role serving S3");
+        tracing::info!(listen = %s3.listen, https = tls.is_some(), "gateway role serving S3");
         let t = token.clone();
         let gw_cfg = GatewayConfig {
             region: s3.region.clone(),
             root_domain: s3.root_domain.clone(),
             secrets_key: secrets_key(&secret),
         };
-        gateway = Some(tokio::spawn(serve_s3(
+        gateway = Some(tokio::spawn(serve_s3_with(
             listener,
             gw_cfg,
+            s3.limits(),
+            tls,
             meta,
             coord,
             async move { t.cancelled().await },

@@ -159,3 +159,26 @@ pub fn unexpected(what: &str) -> S3Error {
         format!("unexpected metadata answer: {what}"),
     )
 }
+
+/// `503 SlowDown`: the access key is past its request rate (`[s3] requests_per_sec_per_key`),
+/// or the gateway is past its budget of lookups of access keys it does not know. SDKs retry it
+/// with backoff.
+pub fn slow_down() -> S3Error {
+    s3_error!(SlowDown, "Please reduce your request rate.")
+}
+
+/// `400 RequestTimeout`, AWS's answer to a request body that stopped coming.
+pub fn request_timeout() -> S3Error {
+    s3_error!(
+        RequestTimeout,
+        "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed."
+    )
+}
+
+/// An aws-chunked chunk larger than the gateway holds (`limits::MAX_AWS_CHUNK_BYTES`).
+pub fn chunk_too_large(limit: u64) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::InvalidRequest,
+        format!("An aws-chunked chunk may be at most {limit} bytes."),
+    )
+}

@@ -1,6 +1,7 @@
-//! The S3 listener: hyper HTTP/1.1 and HTTP/2 connections into the s3s service, with graceful
-//! shutdown. POST object (browser form uploads) goes to `post.rs` instead of s3s, which would
-//! hold the file in memory.
+//! The S3 listener: hyper HTTP/1.1 connections (plain, or HTTPS through `tls.rs`) into the s3s
+//! service, with graceful shutdown, within the bounds of `limits.rs` (connections, read
+//! timeouts, body idle timeout, per-key rate). POST object (browser form uploads) goes to
+//! `post.rs` instead of s3s, which would hold the file in memory.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,8 +16,12 @@ use tracing::Instrument;
 
 use crate::access::{Access, AccessRule};
 use crate::auth::{KeyStore, SharedKeyStore};
+use crate::limits::{
+    BodyFault, GuardedBody, KeyRateLimiter, ListenerLimits, RateLimitedAccess, WriteTimeoutIo,
+};
 use crate::post::PostObjects;
 use crate::s3::Gateway;
+use crate::tls::S3Tls;
 
 /// The request header section S3 accepts, in bytes (names, values and separators). Larger
 /// requests get `400 RequestHeaderSectionTooLarge` (AWS's limit is 8 KB; twice that here, so a
@@ -36,10 +41,43 @@ pub struct GatewayConfig {
     pub secrets_key: baobab::codec::seal::SealKey,
 }
 
-/// Serves S3 on `listener` until `shutdown` resolves, then drains connections (10 s at most).
+/// Serves S3 on `listener` with the default [`ListenerLimits`] until `shutdown` resolves.
 pub async fn serve_s3(
     listener: TcpListener,
     cfg: GatewayConfig,
+    meta: MetaClient,
+    coord: Coordinator,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    serve_s3_with(
+        listener,
+        cfg,
+        ListenerLimits::default(),
+        None,
+        meta,
+        coord,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves S3 on `listener` until `shutdown` resolves, then drains connections (10 s at most).
+///
+/// At most `limits.max_connections` connections are served at once; past it the listener stops
+/// accepting, so new connections wait in the kernel's listen backlog (and, when it is full,
+/// their SYNs are dropped and retried by the client's TCP) until a connection closes. Waiting
+/// rather than closing at once: connections free up within the header read timeout (an idle
+/// keep-alive connection is closed by the same timer), so a client that waits is served a few
+/// seconds later instead of failing, and a flood of connections costs no accept-and-close work.
+/// Existing connections are served as before.
+///
+/// With `tls`, every connection is HTTPS (no plain HTTP on the same port); the handshake must
+/// finish within the header read timeout, and holds its connection slot meanwhile.
+pub async fn serve_s3_with(
+    listener: TcpListener,
+    cfg: GatewayConfig,
+    limits: ListenerLimits,
+    tls: Option<std::sync::Arc<S3Tls>>,
     meta: MetaClient,
     coord: Coordinator,
     shutdown: impl Future<Output = ()> + Send,
@@ -60,7 +98,12 @@ pub async fn serve_s3(
     let service = {
         let mut b = S3ServiceBuilder::new(gateway);
         b.set_auth(SharedKeyStore(keys));
-        b.set_access(AccessRule(access.clone()));
+        b.set_access(RateLimitedAccess {
+            inner: AccessRule(access.clone()),
+            limiter: limits
+                .requests_per_sec_per_key
+                .map(|r| std::sync::Arc::new(KeyRateLimiter::new(r))),
+        });
         let mut config = s3s::config::S3Config::default();
         // s3s never serves a POST object (the listener sends them to `post.rs`), but it still
         // parses the fields of other multipart/form-data POSTs before refusing them: bound those
@@ -69,6 +112,7 @@ pub async fn serve_s3(
         config.form_max_field_size = crate::post::MAX_FORM_FIELD_BYTES;
         config.form_max_fields_size = crate::post::MAX_FORM_FIELDS_BYTES;
         config.form_max_parts = crate::post::MAX_FORM_FIELDS + 1;
+        config.xml_max_body_size = crate::limits::MAX_XML_BODY_BYTES;
         b.set_config(std::sync::Arc::new(s3s::config::StaticConfigProvider::new(
             std::sync::Arc::new(config),
         )));
@@ -79,10 +123,31 @@ pub async fn serve_s3(
     };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive(true);
+        .keep_alive(true)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(crate::limits::MAX_READ_BUF_BYTES);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut warned_full: Option<std::time::Instant> = None;
+    let body_idle = limits.body_idle_timeout;
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        if connections.available_permits() == 0
+            && warned_full.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "s3 connection limit reached; new connections wait in the listen backlog"
+            );
+            warned_full = Some(std::time::Instant::now());
+        }
         let (socket, _peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -121,6 +186,10 @@ pub async fn serve_s3(
                 let is_head = req.method() == http::Method::HEAD;
                 let mut req = req;
                 amz_date_from_date_header(req.headers_mut());
+                let aws_chunked = is_aws_chunked(req.headers());
+                let (parts, body) = req.into_parts();
+                let (body, body_watch) = GuardedBody::new(body, body_idle, aws_chunked);
+                let req = http::Request::from_parts(parts, body);
                 async move {
                     let started = std::time::Instant::now();
                     if header_section_len(req.headers()) > MAX_HEADER_SECTION_BYTES {
@@ -129,11 +198,7 @@ pub async fn serve_s3(
                     let (parts, body) = req.into_parts();
                     if let Some(e) = crate::sig_limits::check(&parts, std::time::SystemTime::now())
                     {
-                        let mut resp = e.to_http_response().unwrap_or_else(|_| {
-                            let mut r = http::Response::new(s3s::Body::empty());
-                            *r.status_mut() = http::StatusCode::FORBIDDEN;
-                            r
-                        });
+                        let mut resp = s3_error_response(e);
                         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
                             resp.headers_mut().insert("x-amz-request-id", v);
                         }
@@ -151,8 +216,26 @@ pub async fn serve_s3(
                     }
                     let mut resp = match &post_bucket {
                         Some(bucket) => post.serve(bucket, req).await,
-                        None => hyper::service::Service::call(&service, req).await?,
+                        None => service.call(req.map(s3s::Body::http_body_unsync)).await?,
                     };
+                    // The body failed by our limits: whatever s3s or the write path made of
+                    // the failed body, the client is told why. The write path dropped its
+                    // shard streams already; the rest of the body is not read, so the
+                    // connection closes.
+                    if let Some(fault) = body_watch.fault() {
+                        let e = match fault {
+                            BodyFault::IdleTimeout => crate::error::request_timeout(),
+                            BodyFault::ChunkTooLarge => {
+                                crate::error::chunk_too_large(crate::limits::MAX_AWS_CHUNK_BYTES)
+                            }
+                        };
+                        tracing::debug!(?fault, "request body refused");
+                        resp = s3_error_response(e);
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
                     if let (Some(origin), Some(bucket)) = (&origin, &cors_bucket) {
                         crate::cors::decorate(&access, bucket, origin, method.as_str(), &mut resp)
                             .await;
@@ -187,17 +270,63 @@ pub async fn serve_s3(
                 .instrument(span)
             },
         );
-        let conn = http.serve_connection(TokioIo::new(socket), traced);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let io = WriteTimeoutIo::new(socket, body_idle);
+        match &tls {
+            None => {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(io), traced));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                let handshake_timeout = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "s3 TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("s3 TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), traced));
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+        }
     }
     tokio::select! {
         () = graceful.shutdown() => {},
         () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("s3 connections still open after 10 s; closing"),
     }
     Ok(())
+}
+
+/// An S3 error as its HTTP response (s3s renders the XML body).
+fn s3_error_response(e: s3s::S3Error) -> http::Response<s3s::Body> {
+    let status = e.status_code();
+    e.to_http_response().unwrap_or_else(|_| {
+        let mut r = http::Response::new(s3s::Body::empty());
+        *r.status_mut() = status.unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        r
+    })
+}
+
+/// Signed or unsigned aws-chunked bodies (`STREAMING-…` payloads), whose chunk sizes
+/// [`GuardedBody`] bounds.
+fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"))
 }
 
 /// botocore (boto3, aws-cli) sends `Expect: 100-continue` even on empty PUTs; hyper answers
