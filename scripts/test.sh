@@ -8,6 +8,7 @@ source scripts/prereqs.sh
 
 install_build_prereqs
 apt_install rclone s3cmd restic
+command -v openssl >/dev/null 2>&1 || apt_install openssl   # tests/test_tls.py makes its certificates
 py_missing=()
 python3 -c 'import boto3' 2>/dev/null || py_missing+=(boto3)
 python3 -c 'import awscrt' 2>/dev/null || py_missing+=(awscrt)     # boto3's CRC32C/CRC64NVME
@@ -25,6 +26,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baobab-target}"
 # One release build serves both the unit tests and the black-box tests.
 cargo build --release --workspace --all-targets
 cargo nextest run --release --workspace --no-fail-fast
+# Fuzz targets (fuzz/README.md): the committed corpus replayed on stable (shares the target
+# directory), then each target fuzzed briefly on nightly (a loud skip without nightly).
+cargo test --release --manifest-path fuzz/Cargo.toml
+scripts/fuzz.sh --seconds "${BAOBAB_FUZZ_SECONDS:-20}"
 
 export BAOBAB_BIN="$CARGO_TARGET_DIR/release/baobab"
 # rclone 1.60 refuses to start when AWS_CA_BUNDLE is set; nothing here uses TLS.

@@ -2,10 +2,12 @@
 //! process, zero configuration), and admin commands (`key …`, `bucket …`, `status`).
 
 mod admin;
-mod config;
 mod dev;
 mod repair;
 mod run;
+
+// The config parser lives in the library target so the fuzz targets (`fuzz/`) can reach it.
+use baobab_cli::config;
 
 use std::path::PathBuf;
 

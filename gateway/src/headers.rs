@@ -181,7 +181,10 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
+                // Two hex digits: `from_str_radix` alone would take a sign (`%+4`).
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
@@ -243,6 +246,9 @@ mod tests {
         assert_eq!(t.get("empty").map(String::as_str), Some(""));
         assert!(parse_tagging_header("a=1&a=2").is_err());
         assert!(parse_tagging_header("%zz=1").is_err());
+        // Found by the `s3_bodies` fuzz target: a sign passed for a hex digit.
+        assert!(parse_tagging_header("%+4=1").is_err());
+        assert!(parse_tagging_header("k=%-1").is_err());
         let many: String = (0..11).map(|i| format!("k{i}=v&")).collect();
         assert!(parse_tagging_header(&many).is_err());
     }

@@ -14,8 +14,12 @@ mod checksum;
 mod conditions;
 mod cors;
 mod error;
+// The parsers above as the fuzz targets (`fuzz/`) drive them; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod host;
+mod limits;
 mod listing;
 mod multipart;
 mod objects;
@@ -23,5 +27,8 @@ mod post;
 mod s3;
 mod server;
 mod sig_limits;
+mod tls;
 
-pub use server::{serve_s3, GatewayConfig};
+pub use limits::ListenerLimits;
+pub use server::{serve_s3, serve_s3_with, GatewayConfig};
+pub use tls::{S3Tls, TlsError, TlsFiles};

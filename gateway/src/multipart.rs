@@ -41,7 +41,7 @@ fn dto_type(t: Option<CoreChecksumType>) -> Option<ChecksumType> {
 }
 
 /// `bytes=first-last` of x-amz-copy-source-range, checked against the source size.
-fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
+pub(crate) fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
     let Some(r) = range else {
         return Ok(0..size);
     };

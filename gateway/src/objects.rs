@@ -37,7 +37,10 @@ fn etag(record: &ObjectRecord) -> ETag {
 
 /// The byte range a `Range` header asks for, or None for the whole object; `InvalidRange` (416)
 /// when it is not satisfiable.
-fn requested_range(range: Option<&Range>, size: u64) -> S3Result<Option<std::ops::Range<u64>>> {
+pub(crate) fn requested_range(
+    range: Option<&Range>,
+    size: u64,
+) -> S3Result<Option<std::ops::Range<u64>>> {
     range
         .map(|r| {
             r.check(size).map_err(|_| {

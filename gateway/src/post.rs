@@ -17,7 +17,7 @@
 //! `Connection: close`.
 
 mod body;
-mod policy;
+pub(crate) mod policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,7 +221,7 @@ fn malformed() -> S3Error {
 
 /// Why the form before the file could not be read.
 #[derive(Debug)]
-enum FormError {
+pub(crate) enum FormError {
     Malformed,
     TooLarge,
     NoFile,
@@ -255,7 +255,7 @@ fn too_large() -> S3Error {
 
 /// Reads the fields before the one named `file` and returns them with the file field, whose
 /// data is not read yet.
-async fn read_fields(
+pub(crate) async fn read_fields(
     form: &mut multer::Multipart<'static>,
 ) -> Result<(Fields, multer::Field<'static>), FormError> {
     let mut fields = Fields::new();
@@ -295,7 +295,7 @@ async fn read_fields(
 /// Content-Type … Expires, user metadata (`x-amz-meta-*`), the website redirect and tags
 /// (`tagging`, an XML Tagging document as AWS takes it in a form) from the fields, with the
 /// limits PutObject applies.
-fn stored_headers(fields: &Fields) -> S3Result<ObjectHeaders> {
+pub(crate) fn stored_headers(fields: &Fields) -> S3Result<ObjectHeaders> {
     let get = |name: &str| fields.get(name).cloned();
     let metadata: Metadata = fields
         .iter()
@@ -333,7 +333,7 @@ fn stored_headers(fields: &Fields) -> S3Result<ObjectHeaders> {
     Ok(headers)
 }
 
-fn claimed_checksums(fields: &Fields) -> baobab::codec::checksum::Checksums {
+pub(crate) fn claimed_checksums(fields: &Fields) -> baobab::codec::checksum::Checksums {
     let get = |name: &str| fields.get(name).cloned();
     baobab::codec::checksum::Checksums {
         crc32: get("x-amz-checksum-crc32"),

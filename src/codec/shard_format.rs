@@ -26,6 +26,15 @@ pub enum ShardFormatError {
     UnsupportedVersion(u16),
     #[error("shard header too short")]
     Truncated,
+    /// A header no writer makes: a layout computed from it would divide by zero (k or block
+    /// size 0) or name a shard outside the profile.
+    #[error("shard header has an impossible layout (k {k}, m {m}, shard {shard_index}, block size {block_size})")]
+    BadLayout {
+        k: u8,
+        m: u8,
+        shard_index: u8,
+        block_size: u32,
+    },
 }
 
 /// The header of one shard file.
@@ -63,21 +72,30 @@ impl ShardHeader {
         if version != FORMAT_VERSION {
             return Err(ShardFormatError::UnsupportedVersion(version));
         }
+        let (k, m, shard_index) = (buf[10], buf[11], buf[12]);
+        let block_size = u32::from_le_bytes([buf[14], buf[15], buf[16], buf[17]]);
+        if k == 0 || block_size == 0 || u16::from(shard_index) >= u16::from(k) + u16::from(m) {
+            return Err(ShardFormatError::BadLayout {
+                k,
+                m,
+                shard_index,
+                block_size,
+            });
+        }
         let mut id = [0u8; 16];
         id.copy_from_slice(&buf[18..34]);
         Ok(ShardHeader {
-            profile: ErasureProfile {
-                k: buf[10],
-                m: buf[11],
-            },
-            shard_index: buf[12],
-            block_size: u32::from_le_bytes([buf[14], buf[15], buf[16], buf[17]]),
+            profile: ErasureProfile { k, m },
+            shard_index,
+            block_size,
             version: VersionId(u128::from_le_bytes(id)),
         })
     }
 }
 
-/// Where things are in the shard files of an object of `object_size` bytes.
+/// Where things are in the shard files of an object of `object_size` bytes. `k` and
+/// `block_size` are at least 1 (a decoded header's are); offsets past `u64::MAX` saturate, so
+/// a size no file can have never matches a real file's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardLayout {
     pub k: u64,
@@ -100,7 +118,7 @@ impl ShardLayout {
 
     /// Bytes of the object in block `b`.
     pub fn block_len(&self, b: u64) -> u64 {
-        let start = b * self.block_size;
+        let start = b.saturating_mul(self.block_size);
         self.block_size.min(self.object_size.saturating_sub(start))
     }
 
@@ -115,7 +133,7 @@ impl ShardLayout {
 
     /// Offset of block `b`'s record (shard bytes then hash) in a shard file.
     pub fn record_offset(&self, b: u64) -> u64 {
-        HEADER_LEN + b * self.full_record_len()
+        HEADER_LEN.saturating_add(b.saturating_mul(self.full_record_len()))
     }
 
     /// The byte range of the records of blocks `first..end` in a shard file.
@@ -124,7 +142,8 @@ impl ShardLayout {
         let last = end - 1;
         (
             start,
-            self.record_offset(last) + self.shard_len(last) + HASH_LEN,
+            self.record_offset(last)
+                .saturating_add(self.shard_len(last) + HASH_LEN),
         )
     }
 
@@ -170,6 +189,48 @@ mod tests {
             ShardHeader::decode(&enc[..10]),
             Err(ShardFormatError::Truncated)
         );
+    }
+
+    /// A header with k = 0 or a block size of 0 made
+    /// the reader's layout divide by zero (`shard::verify` panicked on such a file; reproducers
+    /// in `fuzz/corpus/shard_format/crash-*`).
+    #[test]
+    fn impossible_layouts_are_refused() {
+        let good = ShardHeader {
+            profile: ErasureProfile { k: 2, m: 1 },
+            shard_index: 2,
+            block_size: 1024,
+            version: VersionId(1),
+        };
+        assert_eq!(ShardHeader::decode(&good.encode()), Ok(good));
+        for bad in [
+            ShardHeader {
+                profile: ErasureProfile { k: 0, m: 3 },
+                ..good
+            },
+            ShardHeader {
+                block_size: 0,
+                ..good
+            },
+            ShardHeader {
+                shard_index: 3,
+                ..good
+            },
+        ] {
+            assert!(matches!(
+                ShardHeader::decode(&bad.encode()),
+                Err(ShardFormatError::BadLayout { .. })
+            ));
+        }
+    }
+
+    /// An object size near `u64::MAX` overflowed the
+    /// offsets; they saturate now, and a saturated length matches no file.
+    #[test]
+    fn huge_sizes_saturate() {
+        let l = ShardLayout::new(1, 1, u64::MAX);
+        assert_eq!(l.file_len(), u64::MAX);
+        assert_eq!(l.record_offset(u64::MAX - 1), u64::MAX);
     }
 
     #[test]

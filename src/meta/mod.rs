@@ -27,5 +27,7 @@ mod uploads;
 
 pub use client::MetaClient;
 pub use error::{MetaError, MetaRpcError};
+// The rejoin messages, named for the fuzz targets (`fuzz/`), which decode every RPC message.
+pub use join::{ProbeReply, RejoinReply, RejoinRequest, RejoinStep};
 pub use model::*;
 pub use node::{MetaConfig, MetaNode, ReadReply, WriteReply, PATH_META_READ, PATH_META_WRITE};
