@@ -8,8 +8,9 @@
 #   local-cluster.sh kill DIR N                SIGKILL storage node N
 #   local-cluster.sh restart DIR N             start storage node N again
 #
-# S3 listens on 127.0.0.1:P (default 3900), storage node N's RPC on P+N. The binary is
-# $BAOBAB_BIN, else $CARGO_TARGET_DIR/release/baobab (default target ~/.cache/baobab-target),
+# S3 listens on 127.0.0.1:P (default 3900), storage node N's RPC on P+N (mutual TLS: the
+# cluster CA and every process's certificate are made under DIR/tls on the first start).
+# The binary is $BAOBAB_BIN, else $CARGO_TARGET_DIR/release/baobab (default target ~/.cache/baobab-target),
 # else `baobab` on PATH. Only PIDs recorded under DIR are ever signalled.
 # BAOBAB_RETIRED_DATA_GRACE_SECS, when set, goes into every process's retired_data_grace_secs;
 # BAOBAB_SHARD_RESERVE_BYTES into every storage node's shard_reserve_bytes;
@@ -24,7 +25,7 @@
 # All are read when a config file is first written.
 set -euo pipefail
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 find_bin() {
     if [ -n "${BAOBAB_BIN:-}" ]; then echo "$BAOBAB_BIN"; return; fi
@@ -67,6 +68,11 @@ write_config() { # DIR NAME ROLE NODE_ID PORT
         fi
         if [ "$role" = storage ] && [ -n "${BAOBAB_SCRUB_INTERVAL_SECS:-}" ]; then
             echo "scrub_interval_secs = $BAOBAB_SCRUB_INTERVAL_SECS"
+        fi
+        if [ -f "$dir/tls/ca.pem" ]; then
+            local stem=gateway
+            [ "$role" = storage ] && stem="node-$id"
+            printf '[rpc_tls]\nca = "%s"\ncert = "%s"\nkey = "%s"\n' "$dir/tls/ca.pem" "$dir/tls/$stem.pem" "$dir/tls/$stem.key"
         fi
         if [ "$role" = gateway ]; then
             printf '[s3]\nlisten = "127.0.0.1:%s"\nregion = "us-east-1"\nroot_domain = "localhost"\n' "$port"
@@ -137,6 +143,15 @@ start)
         (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/cluster.secret")
     fi
     if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else echo "$port" > "$dir/port"; fi
+    # The cluster CA and a certificate per process (mutual TLS on the internal RPC); builds
+    # before it (benchmarked with --bin) have no `cert` command and speak plain RPC.
+    if "$BIN" cert --help > /dev/null 2>&1; then
+        [ -f "$dir/tls/ca.pem" ] || "$BIN" cert ca --dir "$dir/tls" --name local-cluster > /dev/null
+        for n in 1 2 3; do
+            [ -f "$dir/tls/node-$n.pem" ] || "$BIN" cert issue --ca-dir "$dir/tls" --node "$n" > /dev/null
+        done
+        [ -f "$dir/tls/gateway.pem" ] || "$BIN" cert issue --ca-dir "$dir/tls" --gateway > /dev/null
+    fi
     for n in 1 2 3; do [ -f "$dir/node$n.toml" ] || write_config "$dir" "node$n" storage "$n" "$port"; done
     [ -f "$dir/gateway.toml" ] || write_config "$dir" gateway gateway 0 "$port"
     for n in 1 2 3; do start_one "$dir" "node$n"; done

@@ -146,7 +146,17 @@ class Cluster:
         secret_file = self.cluster_secret_file()
         if secret_file is not None and secret_file.exists():
             out.add(secret_file.read_text().strip())
+        # The private keys of the cluster CA and of every process's certificate: each base64
+        # line of their PEM.
+        tls_dir = self.tls_dir()
+        if tls_dir is not None and tls_dir.is_dir():
+            for key in tls_dir.glob("*.key"):
+                out.update(line for line in key.read_text().splitlines() if not line.startswith("-----"))
         return {s for s in out if len(s) >= 8}
+
+    def tls_dir(self):
+        secret_file = self.cluster_secret_file()
+        return None if secret_file is None else secret_file.parent / "tls"
 
     def cluster_secret_file(self):
         return None

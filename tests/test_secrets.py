@@ -15,14 +15,21 @@ def mode(path):
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def private_keys(tls_dir):
+    """The cluster CA's key and every process's certificate key."""
+    keys = sorted(tls_dir.glob("*.key"))
+    assert tls_dir / "ca.key" in keys and len(keys) >= 4, keys
+    return [k.relative_to(tls_dir.parent) for k in keys]
+
+
 def test_dev_secret_files_are_private(dev_cluster):
-    for name in ("cluster.secret", "dev.env"):
+    for name in ["cluster.secret", "dev.env", *private_keys(dev_cluster.data_dir / "tls")]:
         path = dev_cluster.data_dir / name
         assert mode(path) == 0o600, f"{name} has mode {oct(mode(path))}"
 
 
 def test_local_cluster_secret_files_are_private(local_cluster):
-    for name in ("cluster.secret", "cluster.env"):
+    for name in ["cluster.secret", "cluster.env", *private_keys(local_cluster.dir / "tls")]:
         path = local_cluster.dir / name
         assert mode(path) == 0o600, f"{name} has mode {oct(mode(path))}"
 

@@ -33,7 +33,7 @@ fn connect_sealing(config_path: &Path) -> anyhow::Result<(MetaClient, SealKey)> 
     let cfg = Config::load(config_path)?;
     let secret = cfg.secret()?;
     let seal = crate::run::secrets_key(&secret);
-    let rpc = RpcClient::new(secret, cfg.members().into_iter().collect());
+    let rpc = RpcClient::new(cfg.rpc_tls()?, cfg.members().into_iter().collect());
     Ok((
         MetaClient::new(rpc, cfg.members().keys().copied().collect()),
         seal,

@@ -1,6 +1,7 @@
 //! `baobab.toml`: the one typed configuration of a `baobab server` process. Every problem is
 //! reported at start-up, all at once. The cluster secret may come from the file, a file it
-//! names, or the `BAOBAB_CLUSTER_SECRET` environment variable; it is never logged.
+//! names, or the `BAOBAB_CLUSTER_SECRET` environment variable; it is never logged. `[rpc_tls]`
+//! names the process's certificate for the internal RPC (`baobab cert`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use baobab::coord::ClusterView;
 use baobab::placement::NodeSlot;
-use baobab::rpc::ClusterSecret;
+use baobab::rpc::{ClusterSecret, Identity, RpcTls};
 use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
 use serde::Deserialize;
 
@@ -36,6 +37,8 @@ pub struct Config {
     pub cluster_secret: Option<String>,
     /// A file holding the cluster secret.
     pub cluster_secret_file: Option<PathBuf>,
+    /// This process's certificate on the internal RPC (mutual TLS; required).
+    pub rpc_tls: Option<RpcTlsConfig>,
     /// Log to this file (appending) instead of stderr.
     pub log_file: Option<PathBuf>,
     /// The S3 listener (role gateway).
@@ -85,6 +88,19 @@ fn default_scrub_bytes_per_sec() -> u64 {
 
 fn default_block_size() -> u32 {
     DEFAULT_BLOCK_SIZE_BYTES
+}
+
+/// `[rpc_tls]`: PEM files made by `baobab cert`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcTlsConfig {
+    /// Every CA this process trusts: the cluster CA, or the old and the new one during a
+    /// rollover (certificates concatenated).
+    pub ca: PathBuf,
+    /// This process's certificate (`baobab cert issue --node N`, `--gateway` or `--admin`).
+    pub cert: PathBuf,
+    /// Its private key (mode 0600).
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +341,20 @@ impl Config {
         if let Err(e) = self.secret() {
             problems.push(e.to_string());
         }
+        match self.rpc_tls() {
+            Err(e) => problems.push(e.to_string()),
+            Ok(tls) if self.roles.contains(&Role::Storage) => {
+                if let Some(id) = self.node_id {
+                    if tls.identity() != Identity::Node(NodeId(id)) {
+                        problems.push(format!(
+                            "rpc_tls.cert: is for {}, not node {id} (`baobab cert issue --node {id}`)",
+                            tls.identity()
+                        ));
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -353,6 +383,17 @@ impl Config {
             anyhow::bail!("cluster_secret: must be at least 16 characters");
         }
         Ok(ClusterSecret::new(secret.into_bytes()))
+    }
+
+    /// This process's TLS on the internal RPC, read from the `[rpc_tls]` files.
+    pub fn rpc_tls(&self) -> anyhow::Result<RpcTls> {
+        let Some(files) = &self.rpc_tls else {
+            anyhow::bail!(
+                "[rpc_tls]: required (ca, cert, key); make them with `baobab cert ca` and `baobab cert issue`"
+            );
+        };
+        RpcTls::load(&files.ca, &files.cert, &files.key)
+            .map_err(|e| anyhow::anyhow!("rpc_tls: {e}"))
     }
 
     /// The garbage collector's settings.
@@ -425,6 +466,7 @@ mod tests {
             "rpc_addr",
             "needs at least 3 nodes",
             "at least 16",
+            "[rpc_tls]",
         ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }

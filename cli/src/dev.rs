@@ -1,7 +1,8 @@
 //! `baobab dev`: a whole cluster in one process with zero configuration: three storage nodes in
 //! sites site-a, site-b, site-c (erasure 2+1) and one gateway, talking over the real internal
-//! RPC on loopback. Data under `--data-dir`; the cluster secret and the access key are created
-//! on first start and kept, so a restart keeps everything.
+//! RPC on loopback (mutual TLS, as between servers). Data under `--data-dir`; the cluster
+//! secret, the cluster CA with every process's certificate (`tls/`) and the access key are
+//! created on first start and kept, so a restart keeps everything.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +16,7 @@ use baobab::gc::GcConfig;
 use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
 use baobab::placement::NodeSlot;
 use baobab::repair::RepairConfig;
-use baobab::rpc::{ClusterSecret, RpcClient};
+use baobab::rpc::{ClusterSecret, Identity, RpcClient, RpcTls};
 use baobab::shard::ShardReserve;
 use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
 use baobab_gateway::{serve_s3, GatewayConfig};
@@ -26,6 +27,8 @@ use crate::run::{cancel_on_signal, ensure_access_key, init_logging, new_key_pair
 
 const SITES: [&str; 3] = ["site-a", "site-b", "site-c"];
 const REGION: &str = "us-east-1";
+/// Where under the data directory the cluster CA and certificates live.
+const TLS_DIR: &str = "tls";
 
 /// Reads `export NAME=value` lines.
 fn read_env_file(path: &Path) -> BTreeMap<String, String> {
@@ -90,15 +93,20 @@ async fn write_admin_config(
     s3_port: u16,
     members: &BTreeMap<NodeId, String>,
 ) -> anyhow::Result<()> {
+    let tls = crate::cert::paths(&data_dir.join(TLS_DIR), Identity::Admin);
     let mut text = format!(
         "# For admin commands against `baobab dev` (baobab key|bucket|status --config THIS_FILE).\n\
          roles = [\"gateway\"]\n\
          data_dir = {dir:?}\n\
          cluster_secret_file = {secret:?}\n\
+         [rpc_tls]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n\
          [s3]\nlisten = \"127.0.0.1:{s3_port}\"\n\
          [erasure]\nk = 2\nm = 1\n",
         dir = data_dir.join("admin").display().to_string(),
         secret = data_dir.join("cluster.secret").display().to_string(),
+        ca = tls.ca.display().to_string(),
+        cert = tls.cert.display().to_string(),
+        key = tls.key.display().to_string(),
     );
     for ((id, addr), site) in members.iter().zip(SITES) {
         text.push_str(&format!(
@@ -147,6 +155,18 @@ pub async fn run(
     let members: BTreeMap<NodeId, String> = (1..=3u64)
         .map(|i| (NodeId(i), format!("127.0.0.1:{}", s3_port + i as u16)))
         .collect();
+    // The cluster CA and every process's certificate, made on the first start.
+    let tls_dir = data_dir.join(TLS_DIR);
+    let identities: Vec<Identity> = members
+        .keys()
+        .map(|id| Identity::Node(*id))
+        .chain([Identity::Gateway, Identity::Admin])
+        .collect();
+    crate::cert::ensure(&tls_dir, &identities).await?;
+    let tls = |identity| {
+        let p = crate::cert::paths(&tls_dir, identity);
+        RpcTls::load(&p.ca, &p.cert, &p.key)
+    };
     let token = CancellationToken::new();
     cancel_on_signal(token.clone());
 
@@ -188,18 +208,18 @@ pub async fn run(
         };
         let t = token.clone();
         nodes.push(
-            StorageNode::start(
-                cfg,
-                listener,
-                secret.clone(),
-                async move { t.cancelled().await },
-            )
+            StorageNode::start(cfg, listener, tls(Identity::Node(id))?, async move {
+                t.cancelled().await
+            })
             .await?,
         );
     }
 
     let seal = crate::run::secrets_key(&secret);
-    let rpc = RpcClient::new(secret, members.clone().into_iter().collect());
+    let rpc = RpcClient::new(
+        tls(Identity::Gateway)?,
+        members.clone().into_iter().collect(),
+    );
     let meta = MetaClient::new(rpc.clone(), members.keys().copied().collect());
     let coord = Coordinator::new(rpc, view)?;
     let t = token.clone();

@@ -1,7 +1,9 @@
 //! The `baobab` binary: `server` (roles from a config file), `dev` (a whole local cluster in one
-//! process, zero configuration), and admin commands (`key …`, `bucket …`, `status`).
+//! process, zero configuration), admin commands (`key …`, `bucket …`, `status`), and `cert …`
+//! (the cluster CA and the certificates of the internal RPC).
 
 mod admin;
+mod cert;
 mod dev;
 mod repair;
 mod run;
@@ -83,6 +85,72 @@ enum Command {
         #[command(subcommand)]
         command: RepairCommand,
     },
+    /// The cluster CA and the certificates of nodes, gateways and admin tools (mutual TLS on
+    /// the internal RPC).
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Create a cluster CA: DIR/ca.pem and DIR/ca.key (keep the key offline or on one admin
+    /// machine; it mints cluster identities).
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+        /// A name for the CA (shown in its subject).
+        #[arg(long, default_value = "baobab")]
+        name: String,
+        #[arg(long, default_value_t = baobab::rpc::cert::DEFAULT_CA_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+    },
+    /// Issue a certificate for a storage node, a gateway or an admin tool, signed by the CA in
+    /// --ca-dir: <out>/node-N.pem and .key (or gateway.*, admin.*).
+    Issue {
+        /// The directory holding ca.pem and ca.key.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Where to write the certificate and key (default: --ca-dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A storage node's certificate, for node id N.
+        #[arg(long, group = "who", value_parser = clap::value_parser!(u64).range(1..))]
+        node: Option<u64>,
+        /// A gateway's certificate.
+        #[arg(long, group = "who")]
+        gateway: bool,
+        /// An admin tool's certificate (`baobab key …`, `bucket …`, `status`).
+        #[arg(long, group = "who")]
+        admin: bool,
+        #[arg(long, default_value_t = baobab::rpc::cert::DEFAULT_CERT_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+    },
+}
+
+async fn cert_command(c: CertCommand) -> anyhow::Result<()> {
+    match c {
+        CertCommand::Ca { dir, name, days } => cert::create_ca(&dir, &name, days).await,
+        CertCommand::Issue {
+            ca_dir,
+            out,
+            node,
+            gateway,
+            admin,
+            days,
+        } => {
+            let identity = match (node, gateway, admin) {
+                (Some(n), false, false) => baobab::rpc::Identity::Node(baobab::types::NodeId(n)),
+                (None, true, false) => baobab::rpc::Identity::Gateway,
+                (None, false, true) => baobab::rpc::Identity::Admin,
+                _ => anyhow::bail!("name exactly one of --node N, --gateway, --admin"),
+            };
+            cert::issue(&ca_dir, out.as_deref(), identity, days).await
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -339,6 +407,7 @@ fn main() -> std::process::ExitCode {
             Command::Repair {
                 command: RepairCommand::Status { config, json },
             } => repair::status(config.path()?, json).await,
+            Command::Cert { command } => cert_command(command).await,
         }
     });
     match result {

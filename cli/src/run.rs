@@ -105,6 +105,7 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     cancel_on_signal(token.clone());
     let secret = cfg.secret()?;
+    let tls = cfg.rpc_tls()?;
     std::fs::create_dir_all(&cfg.data_dir)?;
 
     let mut storage = None;
@@ -130,7 +131,7 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
         };
         let t = token.clone();
         storage = Some(
-            StorageNode::start(node_cfg, listener, secret.clone(), async move {
+            StorageNode::start(node_cfg, listener, tls.clone(), async move {
                 t.cancelled().await
             })
             .await?,
@@ -143,7 +144,7 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
             .s3
             .clone()
             .ok_or_else(|| anyhow::anyhow!("[s3] missing"))?;
-        let rpc = RpcClient::new(secret.clone(), cfg.members().into_iter().collect());
+        let rpc = RpcClient::new(tls.clone(), cfg.members().into_iter().collect());
         let meta = MetaClient::new(rpc.clone(), cfg.members().keys().copied().collect());
         let coord = Coordinator::new(rpc, cfg.cluster_view())?;
         let tls = match s3.tls_files() {
@@ -269,7 +270,7 @@ pub async fn ensure_access_key(
 
 pub async fn status(config_path: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(config_path)?;
-    let rpc = RpcClient::new(cfg.secret()?, cfg.members().into_iter().collect());
+    let rpc = RpcClient::new(cfg.rpc_tls()?, cfg.members().into_iter().collect());
     let mut nodes = Vec::new();
     let mut leader = None;
     for id in cfg.members().keys() {

@@ -12,7 +12,8 @@ use baobab::meta::MetaClient;
 use baobab::object::ObjectService;
 use baobab::placement::NodeSlot;
 use baobab::repair::RepairConfig;
-use baobab::rpc::ClusterSecret;
+use baobab::rpc::cert::ClusterCa;
+use baobab::rpc::{Identity, RpcTls};
 use baobab::shard::ShardReserve;
 use baobab::types::{ErasureProfile, NodeId, SiteId, DEFAULT_BLOCK_SIZE_BYTES};
 use baobab_storage_node::{StorageNode, StorageNodeConfig};
@@ -22,11 +23,19 @@ use crate::net::{sim_rpc_client, SimListener, RPC_PORT};
 /// The simulated cluster's shape, shared by every host.
 #[derive(Clone)]
 pub struct ClusterSpec {
-    pub secret: ClusterSecret,
+    /// Every storage node's TLS (its certificate from the cluster CA), and the gateway's.
+    pub node_tls: BTreeMap<NodeId, RpcTls>,
+    pub gateway_tls: RpcTls,
     pub members: BTreeMap<NodeId, String>,
     pub view: ClusterView,
     /// Whether the nodes run the heal worker (see `SimOptions::without_healing`).
     pub heal: bool,
+}
+
+/// A certificate of the simulated cluster's CA, ready to use.
+fn tls(ca: &ClusterCa, identity: Identity) -> RpcTls {
+    ca.tls(identity)
+        .expect("the simulated cluster's certificates are valid")
 }
 
 pub fn host_name(node: NodeId) -> String {
@@ -51,18 +60,24 @@ impl ClusterSpec {
             profile,
             block_size: DEFAULT_BLOCK_SIZE_BYTES,
         };
+        let ca = ClusterCa::generate("sim").expect("a cluster CA");
         ClusterSpec {
-            secret: ClusterSecret::new(b"baobab-sim-cluster-secret".to_vec()),
+            node_tls: members
+                .keys()
+                .map(|id| (*id, tls(&ca, Identity::Node(*id))))
+                .collect(),
+            gateway_tls: tls(&ca, Identity::Gateway),
             members,
             view,
             heal: true,
         }
     }
 
-    /// An RPC client over the simulated network (the client host's checks use one too).
-    pub fn rpc(&self) -> baobab::rpc::RpcClient {
+    /// An RPC client over the simulated network, as `tls`'s identity (the client host's
+    /// checks use one too).
+    pub fn rpc(&self, tls: &RpcTls) -> baobab::rpc::RpcClient {
         sim_rpc_client(
-            self.secret.clone(),
+            tls.clone(),
             self.members
                 .iter()
                 .map(|(id, a)| (*id, a.clone()))
@@ -91,22 +106,18 @@ impl ClusterSpec {
             },
         };
         let listener = SimListener::bind().await?;
-        let _node = StorageNode::start_with(
-            cfg,
-            listener,
-            self.rpc(),
-            self.secret.clone(),
-            std::future::pending(),
-        )
-        .await
-        .map_err(|e| format!("{} failed to start: {e:#}", host_name(node)))?;
+        let tls = self.node_tls[&node].clone();
+        let _node =
+            StorageNode::start_with(cfg, listener, self.rpc(&tls), tls, std::future::pending())
+                .await
+                .map_err(|e| format!("{} failed to start: {e:#}", host_name(node)))?;
         std::future::pending::<()>().await;
         Ok(())
     }
 
     /// The object service as a gateway builds it, over the simulated network.
     pub fn object_service(&self, without_request_ids: bool) -> ObjectService {
-        let rpc = self.rpc();
+        let rpc = self.rpc(&self.gateway_tls);
         let mut meta = MetaClient::new(rpc.clone(), self.members.keys().copied().collect());
         if without_request_ids {
             meta = meta.without_request_ids();

@@ -236,7 +236,7 @@ pub fn run(seed: u64, opts: &SimOptions) -> anyhow::Result<Outcome> {
         let without_ids = opts.without_request_ids;
         sim.client(CLIENT, async move {
             let svc = spec.object_service(without_ids);
-            workload::run_client(svc, spec.rpc(), wspec, leader, report).await
+            workload::run_client(svc, spec.rpc(&spec.gateway_tls), wspec, leader, report).await
         });
     }
 

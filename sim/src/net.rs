@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use baobab::rpc::{ClusterSecret, RpcClient, RpcListener};
+use baobab::rpc::{RpcClient, RpcListener, RpcTls};
 use baobab::types::NodeId;
 
 /// The port every simulated storage node serves RPC on.
@@ -29,11 +29,9 @@ impl RpcListener for SimListener {
     }
 }
 
-/// An RPC client whose connections are turmoil TCP streams.
-pub fn sim_rpc_client(secret: ClusterSecret, addrs: HashMap<NodeId, String>) -> RpcClient {
-    RpcClient::with_connector(secret, addrs, |uri| async move {
-        let host = uri.host().unwrap_or_default().to_string();
-        let port = uri.port_u16().unwrap_or(RPC_PORT);
-        turmoil::net::TcpStream::connect((host, port)).await
+/// An RPC client whose connections are turmoil TCP streams (TLS on top, as over TCP).
+pub fn sim_rpc_client(tls: RpcTls, addrs: HashMap<NodeId, String>) -> RpcClient {
+    RpcClient::with_connector(tls, addrs, |addr: String| async move {
+        turmoil::net::TcpStream::connect(addr).await
     })
 }

@@ -11,7 +11,8 @@ use futures::StreamExt;
 use super::{ClusterView, CoordError, Coordinator};
 use crate::meta::ObjectData;
 use crate::placement::NodeSlot;
-use crate::rpc::{serve, ClusterSecret, RpcClient, RpcHandler, RpcResponse};
+use crate::rpc::cert::ClusterCa;
+use crate::rpc::{serve, Identity, RpcClient, RpcHandler, RpcResponse};
 use crate::shard::{FsSpace, ShardReserve, ShardRpc, ShardStore};
 use crate::types::{ErasureProfile, NodeId, SiteId, VersionId};
 
@@ -60,7 +61,7 @@ impl Node {
 
 /// `n` storage nodes in `n` sites with a `k + m` coordinator over them.
 async fn cluster(n: u64, k: u8, m: u8) -> (Coordinator, HashMap<NodeId, Node>) {
-    let secret = ClusterSecret::new(b"full-disk-test-secret".to_vec());
+    let ca = ClusterCa::generate("full-disk-test").expect("cluster CA");
     let mut nodes = HashMap::new();
     let mut addrs = HashMap::new();
     for i in 1..=n {
@@ -104,7 +105,7 @@ async fn cluster(n: u64, k: u8, m: u8) -> (Coordinator, HashMap<NodeId, Node>) {
         )));
         tokio::spawn(serve(
             listener,
-            secret.clone(),
+            ca.tls(Identity::Node(NodeId(i))).expect("tls"),
             handler,
             std::future::pending(),
         ));
@@ -130,7 +131,11 @@ async fn cluster(n: u64, k: u8, m: u8) -> (Coordinator, HashMap<NodeId, Node>) {
         profile: ErasureProfile { k, m },
         block_size: MIB as u32,
     };
-    let coord = Coordinator::new(RpcClient::new(secret, addrs), view).expect("coordinator");
+    let coord = Coordinator::new(
+        RpcClient::new(ca.tls(Identity::Gateway).expect("tls"), addrs),
+        view,
+    )
+    .expect("coordinator");
     (coord, nodes)
 }
 

@@ -45,6 +45,12 @@ impl MetaRpcError {
             message: message.into(),
         }
     }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        MetaRpcError {
+            status: 403,
+            message: message.into(),
+        }
+    }
     pub fn not_found(message: impl Into<String>) -> Self {
         MetaRpcError {
             status: 404,

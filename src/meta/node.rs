@@ -22,7 +22,7 @@ use super::raft::{
     PATH_APPEND, PATH_SNAPSHOT_CHUNK, PATH_VOTE,
 };
 use super::store::{LogStore, MetaDb, StateMachineStore};
-use crate::rpc::{decode, encode, unix_now_ms as now_ms, RpcClient};
+use crate::rpc::{decode, encode, unix_now_ms as now_ms, Identity, RpcClient};
 use crate::types::NodeId;
 
 pub const PATH_META_WRITE: &str = "/v1/meta/write";
@@ -224,8 +224,13 @@ impl MetaNode {
         self.id
     }
 
-    /// Serves one Raft or metadata RPC.
-    pub async fn handle_rpc(&self, path: &str, body: Bytes) -> Result<Bytes, MetaRpcError> {
+    /// Serves one Raft or metadata RPC from `peer` (the identity in its certificate).
+    pub async fn handle_rpc(
+        &self,
+        peer: Identity,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Bytes, MetaRpcError> {
         fn bad(e: impl std::fmt::Display) -> MetaRpcError {
             MetaRpcError::bad_request(e.to_string())
         }
@@ -246,7 +251,15 @@ impl MetaNode {
                 in_group: join::in_group(&self.raft),
             }),
             join::PATH_META_REJOIN => {
-                encode(&join::handle_rejoin(&self.raft, decode(&body).map_err(bad)?).await)
+                let req: join::RejoinRequest = decode(&body).map_err(bad)?;
+                // A node re-adds only itself: node 2's certificate cannot demote node 3.
+                if peer != Identity::Node(NodeId(req.node)) {
+                    return Err(MetaRpcError::forbidden(format!(
+                        "{peer} may not rejoin node {}",
+                        req.node
+                    )));
+                }
+                encode(&join::handle_rejoin(&self.raft, req).await)
             }
             _ => {
                 return Err(MetaRpcError::not_found(format!(
@@ -490,8 +503,9 @@ mod tests {
     use super::*;
     use crate::meta::model::{ListObjectsQuery, ObjectData, ObjectRecord};
     use crate::meta::MetaClient;
+    use crate::rpc::cert::ClusterCa;
     use crate::rpc::{
-        full_body, read_body, serve, status_response, ClusterSecret, RpcHandler, RpcResponse,
+        full_body, read_body, serve, status_response, Peer, RpcHandler, RpcResponse,
         MAX_MESSAGE_BYTES,
     };
     use crate::types::BucketId;
@@ -502,11 +516,14 @@ mod tests {
     impl RpcHandler for Handler {
         async fn handle(&self, req: Request<Incoming>) -> RpcResponse {
             let path = req.uri().path().to_string();
+            let Some(Peer(peer)) = req.extensions().get::<Peer>().copied() else {
+                return status_response(StatusCode::FORBIDDEN, "no peer identity");
+            };
             let body = match read_body(req.into_body(), MAX_MESSAGE_BYTES).await {
                 Ok(b) => b,
                 Err(e) => return status_response(StatusCode::BAD_REQUEST, e.to_string()),
             };
-            match self.0.handle_rpc(&path, body).await {
+            match self.0.handle_rpc(peer, &path, body).await {
                 Ok(b) => Response::new(full_body(b)),
                 Err(e) => status_response(
                     StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -536,7 +553,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_nodes_survive_losing_the_leader() {
-        let secret = ClusterSecret::new("meta-test-secret");
+        let ca = ClusterCa::generate("meta-test").expect("cluster CA");
         let mut listeners = Vec::new();
         let mut addrs = HashMap::new();
         for i in 1..=3u64 {
@@ -555,12 +572,12 @@ mod tests {
         let mut stops = Vec::new();
         for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
             let (node, stop_tx) =
-                start_member(id, &dir.path().join("meta"), listener, &members, &secret).await;
+                start_member(id, &dir.path().join("meta"), listener, &members, &ca).await;
             nodes.push(node);
             stops.push(Some(stop_tx));
         }
         let client = MetaClient::new(
-            RpcClient::new(secret.clone(), addrs.clone()),
+            RpcClient::new(ca.tls(Identity::Gateway).expect("tls"), addrs.clone()),
             members.keys().copied().collect(),
         );
 
@@ -693,21 +710,22 @@ mod tests {
         dir: &std::path::Path,
         listener: tokio::net::TcpListener,
         members: &BTreeMap<NodeId, String>,
-        secret: &ClusterSecret,
+        ca: &ClusterCa,
     ) -> (Arc<MetaNode>, tokio::sync::oneshot::Sender<()>) {
+        let tls = ca.tls(Identity::Node(id)).expect("tls");
         let addrs: HashMap<NodeId, String> = members.iter().map(|(k, v)| (*k, v.clone())).collect();
         let cfg = MetaConfig {
             node_id: id,
             dir: dir.to_path_buf(),
             members: members.clone(),
         };
-        let node = MetaNode::open(cfg, RpcClient::new(secret.clone(), addrs))
+        let node = MetaNode::open(cfg, RpcClient::new(tls.clone(), addrs))
             .await
             .expect("open");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(
             listener,
-            secret.clone(),
+            tls,
             Arc::new(Handler(node.clone())),
             async move {
                 let _ = stop_rx.await;
@@ -744,7 +762,7 @@ mod tests {
     /// Writes `records` objects of `inline_bytes` each (plus their number), wipes a follower's
     /// metadata, restarts it, and checks that it rejoins and holds every record.
     async fn wipe_and_rejoin(records: u64, inline_bytes: usize, purge_log: bool) {
-        let secret = ClusterSecret::new("meta-test-secret");
+        let ca = ClusterCa::generate("meta-test").expect("cluster CA");
         let mut listeners = Vec::new();
         let mut members = BTreeMap::new();
         for i in 1..=3u64 {
@@ -761,13 +779,13 @@ mod tests {
         let mut stops = Vec::new();
         for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
             let (node, stop) =
-                start_member(id, &dir.path().join("meta"), listener, &members, &secret).await;
+                start_member(id, &dir.path().join("meta"), listener, &members, &ca).await;
             nodes.push(node);
             stops.push(stop);
         }
         let addrs: HashMap<NodeId, String> = members.iter().map(|(k, v)| (*k, v.clone())).collect();
         let client = MetaClient::new(
-            RpcClient::new(secret.clone(), addrs),
+            RpcClient::new(ca.tls(Identity::Gateway).expect("tls"), addrs),
             members.keys().copied().collect(),
         );
         client
@@ -868,7 +886,7 @@ mod tests {
             }
         }
         let listener = listener.expect("rebind the wiped member's address");
-        let (back, _stop) = start_member(victim, &wiped, listener, &members, &secret).await;
+        let (back, _stop) = start_member(victim, &wiped, listener, &members, &ca).await;
 
         // It is demoted, caught up, and promoted again by the leader.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);

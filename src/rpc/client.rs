@@ -1,10 +1,11 @@
-//! The RPC client: one multiplexed HTTP/2 connection pool to every peer, each call signed and
+//! The RPC client: one multiplexed HTTP/2 connection to every peer, over mutual TLS, each call
 //! bounded by a timeout.
 //!
-//! Connections are opened over TCP ([`HttpConnector`]) or, for a simulated network, through
-//! any connect function ([`RpcClient::with_connector`]). The TCP path is a concrete type with
-//! no indirection; a custom connector costs one allocation per connection and a dynamic call
-//! per poll of its stream, never a copy.
+//! The pool is keyed by the peer's identity (`node-N.baobab.internal`), not its address: the
+//! connector looks the address up when it dials, and the TLS handshake checks that whoever
+//! answers holds node N's certificate. Connections are opened over TCP or, for a simulated
+//! network, through any dial function ([`RpcClient::with_connector`]); TLS runs on top either
+//! way.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,43 +19,35 @@ use futures::future::BoxFuture;
 use http::{Method, Request, Response, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::client::legacy::{Builder, Client};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
-use super::auth::{unix_now_secs, ClusterSecret};
 use super::server::full_body;
-use super::{
-    decode, encode, RpcError, HEADER_AUTH, HEADER_PROTOCOL, HEADER_TIMESTAMP, MAX_MESSAGE_BYTES,
-    PROTOCOL_VERSION,
-};
+use super::tls::{server_name, Identity, RpcTls};
+use super::{decode, encode, RpcError, HEADER_PROTOCOL, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use crate::types::NodeId;
 
 pub type RpcBody = BoxBody<Bytes, std::io::Error>;
 
-/// Bound on opening a connection to a peer.
+/// Bound on opening a connection to a peer (TCP and the TLS handshake).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Calls peers by node id. Cheap to clone.
 #[derive(Clone)]
 pub struct RpcClient {
-    secret: ClusterSecret,
-    addrs: Arc<RwLock<HashMap<NodeId, String>>>,
-    transport: Transport,
+    addrs: Addrs,
+    pool: Client<TlsConnector, RpcBody>,
 }
 
-/// The connection pool, over TCP or over a custom connector.
-#[derive(Clone)]
-enum Transport {
-    Tcp(Client<HttpConnector, RpcBody>),
-    Custom(Client<BoxConnector, RpcBody>),
-}
+type Addrs = Arc<RwLock<HashMap<NodeId, String>>>;
 
-/// Both transports' pool settings: HTTP/2 only, large windows and frames for shard streams,
-/// keep-alive pings that notice a dead peer.
-fn pool_builder() -> Builder {
+/// The pool's settings: HTTP/2 only, large windows and frames for shard streams, keep-alive
+/// pings that notice a dead peer.
+fn pool(connector: TlsConnector) -> Client<TlsConnector, RpcBody> {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .timer(hyper_util::rt::TokioTimer::new())
@@ -65,52 +58,46 @@ fn pool_builder() -> Builder {
         .http2_max_frame_size(1024 * 1024)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .http2_keep_alive_timeout(Duration::from_secs(5));
-    builder
+    builder.build(connector)
 }
 
 impl RpcClient {
-    /// Connects to peers over TCP (`TCP_NODELAY`, [`CONNECT_TIMEOUT`]).
-    pub fn new(secret: ClusterSecret, addrs: HashMap<NodeId, String>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    /// Connects to peers over TCP (`TCP_NODELAY`), as `tls`'s identity.
+    pub fn new(tls: RpcTls, addrs: HashMap<NodeId, String>) -> Self {
+        let addrs: Addrs = Arc::new(RwLock::new(addrs));
+        let connector = TlsConnector {
+            tls: tls.connector(),
+            addrs: addrs.clone(),
+            dial: Dial::Tcp,
+        };
         RpcClient {
-            secret,
-            addrs: Arc::new(RwLock::new(addrs)),
-            transport: Transport::Tcp(pool_builder().build(connector)),
+            addrs,
+            pool: pool(connector),
         }
     }
 
-    /// Connects to peers with `connect`, given the `http://host:port` URI of a peer (a
-    /// simulated network, an in-process pipe). The call is bounded by [`CONNECT_TIMEOUT`] here;
-    /// everything above the byte stream is as over TCP.
-    pub fn with_connector<F, Fut, Io>(
-        secret: ClusterSecret,
-        addrs: HashMap<NodeId, String>,
-        connect: F,
-    ) -> Self
+    /// Connects to peers with `dial`, given a peer's address (`host:port`): a simulated
+    /// network, an in-process pipe. TLS, and everything above it, is as over TCP.
+    pub fn with_connector<F, Fut, Io>(tls: RpcTls, addrs: HashMap<NodeId, String>, dial: F) -> Self
     where
-        F: Fn(Uri) -> Fut + Send + Sync + 'static,
+        F: Fn(String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::io::Result<Io>> + Send + 'static,
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let connector = BoxConnector(Arc::new(move |uri| {
-            let connecting = connect(uri);
-            Box::pin(async move {
-                match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-                    Ok(Ok(io)) => Ok(BoxedStream(TokioIo::new(Box::new(io) as Box<dyn RpcIo>))),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "connect timed out",
-                    )),
-                }
-            }) as BoxFuture<'static, std::io::Result<BoxedStream>>
+        let addrs: Addrs = Arc::new(RwLock::new(addrs));
+        let dial = Dial::Custom(Arc::new(move |addr| {
+            let dialling = dial(addr);
+            Box::pin(async move { Ok(RawStream::Custom(Box::new(dialling.await?))) })
+                as BoxFuture<'static, std::io::Result<RawStream>>
         }));
+        let connector = TlsConnector {
+            tls: tls.connector(),
+            addrs: addrs.clone(),
+            dial,
+        };
         RpcClient {
-            secret,
-            addrs: Arc::new(RwLock::new(addrs)),
-            transport: Transport::Custom(pool_builder().build(connector)),
+            addrs,
+            pool: pool(connector),
         }
     }
 
@@ -121,13 +108,11 @@ impl RpcClient {
             .insert(node, addr);
     }
 
-    fn addr(&self, node: NodeId) -> Result<String, RpcError> {
+    fn knows(&self, node: NodeId) -> bool {
         self.addrs
             .read()
             .expect("rpc address map lock poisoned")
-            .get(&node)
-            .cloned()
-            .ok_or(RpcError::UnknownNode(node))
+            .contains_key(&node)
     }
 
     /// Sends one request and returns the response head once it arrives (the body may still be
@@ -141,21 +126,19 @@ impl RpcClient {
         body: RpcBody,
         timeout: Duration,
     ) -> Result<Response<Incoming>, RpcError> {
-        let addr = self.addr(node)?;
-        let ts = unix_now_secs();
-        let tag = self.secret.sign(method.as_str(), path_and_query, ts);
+        if !self.knows(node) {
+            return Err(RpcError::UnknownNode(node));
+        }
         let req = Request::builder()
             .method(method)
-            .uri(format!("http://{addr}{path_and_query}"))
+            .uri(format!(
+                "https://{}{path_and_query}",
+                Identity::Node(node).dns_name()
+            ))
             .header(HEADER_PROTOCOL, PROTOCOL_VERSION.to_string())
-            .header(HEADER_TIMESTAMP, ts.to_string())
-            .header(HEADER_AUTH, tag)
             .body(body)
             .map_err(|e| RpcError::Codec(e.to_string()))?;
-        let sent = match &self.transport {
-            Transport::Tcp(client) => client.request(req),
-            Transport::Custom(client) => client.request(req),
-        };
+        let sent = self.pool.request(req);
         let resp = match tokio::time::timeout(timeout, sent).await {
             Err(_) => {
                 return Err(RpcError::Timeout {
@@ -247,20 +230,84 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, RpcError> 
         .map_err(|e| RpcError::Body(e.to_string()))
 }
 
-/// A byte stream a custom connector opened.
+/// A byte stream a custom dial function opened.
 trait RpcIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> RpcIo for T {}
 
-/// A connection from a custom connector, as hyper's pool wants it.
-struct BoxedStream(TokioIo<Box<dyn RpcIo>>);
+/// The byte stream under TLS: TCP (no indirection), or a custom dial's.
+enum RawStream {
+    Tcp(TcpStream),
+    Custom(Box<dyn RpcIo>),
+}
 
-impl Connection for BoxedStream {
+impl AsyncRead for RawStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            RawStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            RawStream::Custom(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for RawStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            RawStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            RawStream::Custom(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            RawStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            RawStream::Custom(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            RawStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            RawStream::Custom(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            RawStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            RawStream::Custom(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            RawStream::Tcp(s) => s.is_write_vectored(),
+            RawStream::Custom(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// A TLS connection to a peer, as hyper's pool wants it.
+struct RpcStream(TokioIo<tokio_rustls::client::TlsStream<RawStream>>);
+
+impl Connection for RpcStream {
     fn connected(&self) -> Connected {
         Connected::new()
     }
 }
 
-impl hyper::rt::Read for BoxedStream {
+impl hyper::rt::Read for RpcStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -270,7 +317,7 @@ impl hyper::rt::Read for BoxedStream {
     }
 }
 
-impl hyper::rt::Write for BoxedStream {
+impl hyper::rt::Write for RpcStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -300,22 +347,74 @@ impl hyper::rt::Write for BoxedStream {
     }
 }
 
-type ConnectFn = dyn Fn(Uri) -> BoxFuture<'static, std::io::Result<BoxedStream>> + Send + Sync;
+type DialFn = dyn Fn(String) -> BoxFuture<'static, std::io::Result<RawStream>> + Send + Sync;
 
-/// A custom connect function as the `tower::Service<Uri>` hyper's pool calls.
+/// How a connection's bytes travel.
 #[derive(Clone)]
-struct BoxConnector(Arc<ConnectFn>);
+enum Dial {
+    Tcp,
+    Custom(Arc<DialFn>),
+}
 
-impl tower_service::Service<Uri> for BoxConnector {
-    type Response = BoxedStream;
+/// Dials the node a URI names (`https://node-N.baobab.internal/...`) at its current address
+/// and runs the TLS handshake against node N's name, all within [`CONNECT_TIMEOUT`].
+#[derive(Clone)]
+struct TlsConnector {
+    tls: tokio_rustls::TlsConnector,
+    addrs: Addrs,
+    dial: Dial,
+}
+
+impl TlsConnector {
+    async fn connect(self, uri: Uri) -> std::io::Result<RpcStream> {
+        let node = match uri.host().and_then(Identity::from_dns_name) {
+            Some(Identity::Node(node)) => node,
+            _ => {
+                return Err(std::io::Error::other(format!(
+                    "{uri} names no storage node"
+                )))
+            }
+        };
+        let addr = self
+            .addrs
+            .read()
+            .expect("rpc address map lock poisoned")
+            .get(&node)
+            .cloned()
+            .ok_or_else(|| std::io::Error::other(format!("no address for node {}", node.0)))?;
+        let raw = match &self.dial {
+            Dial::Tcp => {
+                let s = TcpStream::connect(addr).await?;
+                let _ = s.set_nodelay(true);
+                RawStream::Tcp(s)
+            }
+            Dial::Custom(dial) => dial(addr).await?,
+        };
+        let name = server_name(node).map_err(std::io::Error::other)?;
+        let tls = self.tls.connect(name, raw).await?;
+        Ok(RpcStream(TokioIo::new(tls)))
+    }
+}
+
+impl tower_service::Service<Uri> for TlsConnector {
+    type Response = RpcStream;
     type Error = std::io::Error;
-    type Future = BoxFuture<'static, std::io::Result<BoxedStream>>;
+    type Future = BoxFuture<'static, std::io::Result<RpcStream>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        (self.0)(uri)
+        let connecting = self.clone().connect(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )),
+            }
+        })
     }
 }

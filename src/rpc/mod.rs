@@ -1,28 +1,27 @@
 //! The internal RPC: one transport for everything between processes (Raft messages, metadata
-//! calls, shard streams). HTTP/2 over TCP (multiplexed, streaming, flow-controlled), every request
-//! authenticated with an HMAC keyed by the cluster secret and tagged with the protocol version.
-//! Must not know about S3, Raft or shards: callers bring their own paths and bodies.
+//! calls, shard streams). HTTP/2 (multiplexed, streaming, flow-controlled) over mutual TLS
+//! (`tls.rs`: both ends hold a certificate of the cluster CA, `cert.rs`, and know each other's
+//! identity), every request tagged with the protocol version. Must not know about S3, Raft or
+//! shards beyond which paths only storage nodes may call: callers bring their own paths and
+//! bodies.
 
-mod auth;
+pub mod cert;
 mod client;
 mod error;
+mod secret;
 mod server;
+mod tls;
 
-pub use auth::{unix_now_ms, ClusterSecret};
 pub use client::{read_body, RpcBody, RpcClient, CONNECT_TIMEOUT};
 pub use error::RpcError;
-pub use server::{full_body, serve, status_response, RpcHandler, RpcListener, RpcResponse};
+pub use secret::{unix_now_ms, ClusterSecret};
+pub use server::{full_body, serve, status_response, Peer, RpcHandler, RpcListener, RpcResponse};
+pub use tls::{identity_of, Identity, RpcTls, TlsError, HANDSHAKE_TIMEOUT, NAME_DOMAIN};
 
 /// Version of the internal protocol; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Header carrying [`PROTOCOL_VERSION`].
 pub const HEADER_PROTOCOL: &str = "x-baobab-proto";
-/// Header carrying the request's unix time in seconds (part of the authenticated message).
-pub const HEADER_TIMESTAMP: &str = "x-baobab-ts";
-/// Header carrying the HMAC-SHA256 of the request line and timestamp, hex.
-pub const HEADER_AUTH: &str = "x-baobab-auth";
-/// Largest clock difference between two peers that still authenticates.
-pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
 /// Largest non-streaming message body (metadata and Raft messages).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -37,3 +36,6 @@ pub fn encode<T: serde::Serialize>(msg: &T) -> Result<bytes::Bytes, RpcError> {
 pub fn decode<T: serde::de::DeserializeOwned>(buf: &[u8]) -> Result<T, RpcError> {
     rmp_serde::from_slice(buf).map_err(|e| RpcError::Codec(e.to_string()))
 }
+
+#[cfg(test)]
+mod tls_tests;

@@ -1,5 +1,7 @@
-//! The RPC server: accepts HTTP/2 (and HTTP/1.1) connections, refuses requests that are not
-//! authenticated or speak another protocol version, and hands the rest to one handler.
+//! The RPC server: accepts mutual-TLS connections (HTTP/2, and HTTP/1.1 for simple tools),
+//! refuses peers without a cluster certificate at the handshake, requests that speak another
+//! protocol version, and Raft or membership requests from anything but a storage node; hands
+//! the rest to one handler.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use super::auth::ClusterSecret;
-use super::{HEADER_AUTH, HEADER_PROTOCOL, HEADER_TIMESTAMP, PROTOCOL_VERSION};
+use super::tls::{identity_of, Identity, RpcTls, HANDSHAKE_TIMEOUT};
+use super::{HEADER_PROTOCOL, PROTOCOL_VERSION};
 
 pub type RpcResponse = Response<BoxBody<Bytes, std::io::Error>>;
 
@@ -35,29 +37,35 @@ pub fn status_response(status: StatusCode, message: impl Into<String>) -> RpcRes
     resp
 }
 
-fn authenticate(secret: &ClusterSecret, req: &Request<Incoming>) -> Result<(), Box<RpcResponse>> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let version = header(HEADER_PROTOCOL).and_then(|v| v.parse::<u32>().ok());
+/// The peer of a request, as its certificate names it (in the request's extensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub Identity);
+
+/// Path prefixes only storage nodes may call: Raft's messages and group membership. A gateway's
+/// or an admin tool's certificate cannot vote, append entries or add a member.
+const NODE_ONLY_PATHS: &[&str] = &["/v1/raft/", "/v1/meta/rejoin", "/v1/meta/probe"];
+
+/// Whether `peer` may send this request; the refusal otherwise.
+fn admit(peer: Identity, req: &Request<Incoming>) -> Result<(), Box<RpcResponse>> {
+    let version = req
+        .headers()
+        .get(HEADER_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
     if version != Some(PROTOCOL_VERSION) {
         return Err(Box::new(status_response(
             StatusCode::UPGRADE_REQUIRED,
             format!("protocol version {version:?} not spoken; this node speaks {PROTOCOL_VERSION}"),
         )));
     }
-    let ts = header(HEADER_TIMESTAMP).and_then(|v| v.parse::<u64>().ok());
-    let tag = header(HEADER_AUTH);
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    match (ts, tag) {
-        (Some(ts), Some(tag)) if secret.verify(req.method().as_str(), path, ts, tag) => Ok(()),
-        _ => Err(Box::new(status_response(
-            StatusCode::UNAUTHORIZED,
-            "not authenticated",
-        ))),
+    let path = req.uri().path();
+    if !matches!(peer, Identity::Node(_)) && NODE_ONLY_PATHS.iter().any(|p| path.starts_with(p)) {
+        return Err(Box::new(status_response(
+            StatusCode::FORBIDDEN,
+            format!("{peer} may not call {path}"),
+        )));
     }
+    Ok(())
 }
 
 /// Where the server accepts connections: a TCP listener, or a simulated network's.
@@ -82,11 +90,11 @@ impl RpcListener for TcpListener {
 /// dropped) every open connection is closed at once, as a process exit would.
 pub async fn serve<L: RpcListener, H: RpcHandler>(
     mut listener: L,
-    secret: ClusterSecret,
+    tls: RpcTls,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let secret = Arc::new(secret);
+    let acceptor = tls.acceptor();
     // Dropped when this function returns or is aborted: the connections see it and close.
     let (_alive, alive_rx) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
@@ -102,18 +110,43 @@ pub async fn serve<L: RpcListener, H: RpcHandler>(
                 }
             },
         };
-        let secret = secret.clone();
+        let acceptor = acceptor.clone();
         let handler = handler.clone();
         let mut alive = alive_rx.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let secret = secret.clone();
+            // The handshake is bounded: a peer that connects and says nothing holds no task.
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        warn!(%peer, error = %e, "rpc connection refused at the TLS handshake");
+                        return;
+                    }
+                    Err(_) => {
+                        warn!(%peer, "rpc connection refused: TLS handshake timed out");
+                        return;
+                    }
+                };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(identity_of);
+            let Some(identity) = identity else {
+                warn!(%peer, "rpc connection refused: the client certificate names no cluster identity");
+                return;
+            };
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
                 async move {
-                    let resp = match authenticate(&secret, &req) {
-                        Ok(()) => handler.handle(req).await,
+                    let resp = match admit(identity, &req) {
+                        Ok(()) => {
+                            req.extensions_mut().insert(Peer(identity));
+                            handler.handle(req).await
+                        }
                         Err(refusal) => {
-                            warn!(%peer, path = %req.uri().path(), "rpc request refused");
+                            warn!(%peer, %identity, path = %req.uri().path(), "rpc request refused");
                             *refusal
                         }
                     };

@@ -13,8 +13,8 @@ use baobab::meta::{MetaConfig, MetaNode};
 use baobab::repair::{Heal, RepairConfig, Scrub};
 use baobab::retire::Retire;
 use baobab::rpc::{
-    read_body, serve, status_response, ClusterSecret, RpcClient, RpcHandler, RpcListener,
-    RpcResponse, MAX_MESSAGE_BYTES,
+    read_body, serve, status_response, Peer, RpcClient, RpcHandler, RpcListener, RpcResponse,
+    RpcTls, MAX_MESSAGE_BYTES,
 };
 use baobab::shard::{ShardReserve, ShardRpc, ShardStore, TEMP_MIN_AGE, TEMP_SWEEP_INTERVAL};
 use baobab::types::NodeId;
@@ -85,11 +85,14 @@ impl RpcHandler for Handler {
                     "metadata replica starting",
                 );
             };
+            let Some(Peer(peer)) = req.extensions().get::<Peer>().copied() else {
+                return status_response(StatusCode::FORBIDDEN, "no peer identity");
+            };
             let body = match read_body(req.into_body(), MAX_MESSAGE_BYTES).await {
                 Ok(b) => b,
                 Err(e) => return status_response(StatusCode::BAD_REQUEST, e.to_string()),
             };
-            return match meta.handle_rpc(&path, body).await {
+            return match meta.handle_rpc(peer, &path, body).await {
                 Ok(reply) => {
                     let mut resp = http::Response::new(baobab::rpc::full_body(reply));
                     *resp.status_mut() = StatusCode::OK;
@@ -115,21 +118,22 @@ pub struct StorageNode {
 }
 
 impl StorageNode {
-    /// Opens the stores, starts serving RPC on `listener`, and joins the metadata group.
+    /// Opens the stores, starts serving RPC on `listener` (mutual TLS as `tls`, which must be
+    /// this node's certificate), and joins the metadata group.
     pub async fn start(
         cfg: StorageNodeConfig,
         listener: TcpListener,
-        secret: ClusterSecret,
+        tls: RpcTls,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<StorageNode> {
         let rpc = RpcClient::new(
-            secret.clone(),
+            tls.clone(),
             cfg.members
                 .iter()
                 .map(|(id, addr)| (*id, addr.clone()))
                 .collect(),
         );
-        Self::start_with(cfg, listener, rpc, secret, shutdown).await
+        Self::start_with(cfg, listener, rpc, tls, shutdown).await
     }
 
     /// [`StorageNode::start`] on any listener, calling peers through `rpc` (which must know
@@ -138,9 +142,17 @@ impl StorageNode {
         cfg: StorageNodeConfig,
         listener: impl RpcListener,
         rpc: RpcClient,
-        secret: ClusterSecret,
+        tls: RpcTls,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<StorageNode> {
+        let identity = tls.identity();
+        if identity != baobab::rpc::Identity::Node(cfg.node_id) {
+            anyhow::bail!(
+                "this is node {} but its certificate is for {identity}; issue one with `baobab cert issue --node {}`",
+                cfg.node_id.0,
+                cfg.node_id.0
+            );
+        }
         std::fs::create_dir_all(&cfg.data_dir)?;
         let store = ShardStore::open_with_reserve(&cfg.data_dir, cfg.shard_reserve)?;
         let sweep_store = store.clone();
@@ -149,7 +161,7 @@ impl StorageNode {
             shards: ShardRpc::new(store, cfg.repair.verify_bytes_per_sec),
             meta: OnceLock::new(),
         });
-        let server = tokio::spawn(serve(listener, secret, handler.clone(), shutdown));
+        let server = tokio::spawn(serve(listener, tls, handler.clone(), shutdown));
         let meta = MetaNode::open(
             MetaConfig {
                 node_id: cfg.node_id,

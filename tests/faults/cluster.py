@@ -272,6 +272,10 @@ class FaultCluster:
         lines.append(f'log_file = "{self.dir / (name + ".log")}"')
         if role == "storage":
             lines.extend(self.extra_config)
+        stem = f"node-{node}" if role == "storage" else "gateway"
+        tls = self.dir / "tls"
+        lines.append(f'[rpc_tls]\nca = "{tls / "ca.pem"}"\ncert = "{tls / (stem + ".pem")}"\n'
+                     f'key = "{tls / (stem + ".key")}"')
         if role == "gateway":
             lines.append(f'[s3]\nlisten = "127.0.0.1:{self.s3_port(gw)}"\nregion = "us-east-1"')
         lines.append(f"[erasure]\nk = {K}\nm = {M}")
@@ -289,6 +293,12 @@ class FaultCluster:
         self.port = free_port_block(len(GATEWAYS) + len(NODES))
         (self.dir / "cluster.secret").write_text(os.urandom(24).hex())
         os.chmod(self.dir / "cluster.secret", 0o600)
+        # The cluster CA and a certificate per storage node and for the gateways (mutual TLS).
+        tls = str(self.dir / "tls")
+        run([self.bin, "cert", "ca", "--dir", tls, "--name", "fault-campaign"])
+        for n in NODES:
+            run([self.bin, "cert", "issue", "--ca-dir", tls, "--node", str(n)])
+        run([self.bin, "cert", "issue", "--ca-dir", tls, "--gateway"])
         for n, size in self.tmpfs_nodes.items():
             mnt = self.dir / f"node{n}-mnt"
             mnt.mkdir(parents=True, exist_ok=True)
