@@ -42,6 +42,8 @@ pub enum FaultMix {
     /// Only lost replies from the leader to the client: every write in the window is applied,
     /// unacknowledged and resent after later writes (the exactly-once seed's workload).
     LostReplies,
+    /// Only crashes (and restarts), of any node: the crash disk's seed's workload.
+    Crashes,
 }
 
 #[derive(Debug, Clone)]
@@ -71,10 +73,12 @@ pub fn schedule(
         let kind = match mix {
             FaultMix::All => rng.random_range(0..6u32),
             FaultMix::LostReplies => 5,
+            FaultMix::Crashes => 4,
         };
         let target = match mix {
             FaultMix::All => target,
             FaultMix::LostReplies => Target::Leader,
+            FaultMix::Crashes => target,
         };
         let (fault, secs) = match kind {
             0 => (Fault::Isolate(target), rng.random_range(1..8)),

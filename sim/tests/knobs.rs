@@ -11,13 +11,15 @@ use baobab_sim::{run, Outcome, SimOptions};
 
 /// Found by `BAOBAB_SIM_KNOB_SEARCH`: without request ids, a PUT whose reply was held past its
 /// timeout is applied again after a later PUT of the same key.
-const EXACTLY_ONCE_SEED: u64 = 3;
+const EXACTLY_ONCE_SEED: u64 = 4;
 
 /// The exactly-once workload: few keys, so concurrent overwrites of one key are common.
 fn exactly_once_options(without_request_ids: bool) -> SimOptions {
     SimOptions {
         keys: 3,
-        workers: 4,
+        // Many writes in flight on the leader's connection when its replies start to be lost
+        // (over TLS, no new connection reaches it until the link heals).
+        workers: 12,
         large_percent: 70,
         // Few GETs: a shard read in the last 30 s (wall clock) keeps its shards from the
         // retire worker, which would hide the loss within a short run.
@@ -99,12 +101,14 @@ fn quorum_seed_finds_short_objects_without_healing() {
 /// renamed into place and acknowledged with its bytes only in the page cache; a crash of its
 /// node (the crash disk) tears it, and a record that counted it as durable names a shard that
 /// is no longer whole.
-const SHARD_SYNC_SEED: u64 = 3;
+const SHARD_SYNC_SEED: u64 = 6;
 
 /// The shard-sync workload: mostly erasure-coded objects, every kind of fault.
 fn shard_sync_options(without_shard_sync: bool) -> SimOptions {
     SimOptions {
         large_percent: 70,
+        // Only crashes: each one tears what was written since the last sync.
+        faults: FaultMix::Crashes,
         without_shard_sync,
         ..SimOptions::default()
     }
