@@ -32,6 +32,7 @@ cargo test --release --manifest-path fuzz/Cargo.toml
 scripts/fuzz.sh --seconds "${BAOBAB_FUZZ_SECONDS:-20}"
 
 export BAOBAB_BIN="$CARGO_TARGET_DIR/release/baobab"
-# rclone 1.60 refuses to start when AWS_CA_BUNDLE is set; nothing here uses TLS.
+# rclone 1.60 refuses to start when AWS_CA_BUNDLE is set; the HTTPS tests pass their CA to
+# each client themselves.
 unset AWS_CA_BUNDLE
 python3 -m pytest -p no:cacheprovider -q tests/ "$@"
