@@ -243,15 +243,18 @@ class DevCluster(Cluster):
 class LocalCluster(Cluster):
     kind = "local"
 
-    def __init__(self, directory, port):
+    def __init__(self, directory, port, script_env=None):
+        """`script_env`: more BAOBAB_* settings for scripts/local-cluster.sh (read when it
+        writes the config files)."""
         super().__init__()
         self.dir = Path(directory)
         self.s3_port = port
+        self.script_env = dict(script_env or {})
 
     def script(self, *args, check=True):
         env = dict(os.environ, BAOBAB_BIN=BIN,
                    BAOBAB_RETIRED_DATA_GRACE_SECS=str(RETIRED_DATA_GRACE_SECS),
-                   BAOBAB_SHARD_RESERVE_BYTES=str(64 * MiB))
+                   BAOBAB_SHARD_RESERVE_BYTES=str(64 * MiB), **self.script_env)
         return subprocess.run(
             [LOCAL_CLUSTER, args[0], str(self.dir), *args[1:]],
             env=env,
@@ -274,6 +277,9 @@ class LocalCluster(Cluster):
 
     def restart(self, n):
         self.script("restart", str(n))
+
+    def gateway_pid(self):
+        return int((self.dir / "gateway.pid").read_text().strip())
 
     @property
     def admin_config(self):

@@ -44,25 +44,12 @@ REGION = "us-east-1"
 
 
 class LimitedCluster(LocalCluster):
-    def script(self, *args, check=True):
-        extra = {
+    def __init__(self, directory, port):
+        super().__init__(directory, port, script_env={
             "BAOBAB_S3_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
             "BAOBAB_S3_HEADER_READ_TIMEOUT_SECS": str(HEADER_READ_TIMEOUT_SECS),
             "BAOBAB_S3_BODY_IDLE_TIMEOUT_SECS": str(BODY_IDLE_TIMEOUT_SECS),
-        }
-        saved = {k: os.environ.get(k) for k in extra}
-        os.environ.update(extra)
-        try:
-            return super().script(*args, check=check)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-    def gateway_pid(self):
-        return int((self.dir / "gateway.pid").read_text().strip())
+        })
 
     def restart_gateway(self, **s3_settings):
         """Stops the gateway, adds `s3_settings` to its [s3] section, starts it again."""

@@ -49,23 +49,8 @@ def make_server_cert(d, ca, name):
 
 class TlsCluster(LocalCluster):
     def __init__(self, directory, port, cert, key):
-        super().__init__(directory, port)
-        self.tls_env = {"BAOBAB_S3_TLS_CERT": str(cert), "BAOBAB_S3_TLS_KEY": str(key)}
-
-    def script(self, *args, check=True):
-        saved = {k: os.environ.get(k) for k in self.tls_env}
-        os.environ.update(self.tls_env)
-        try:
-            return super().script(*args, check=check)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-    def gateway_pid(self):
-        return int((self.dir / "gateway.pid").read_text().strip())
+        super().__init__(directory, port,
+                         script_env={"BAOBAB_S3_TLS_CERT": str(cert), "BAOBAB_S3_TLS_KEY": str(key)})
 
     def gateway_log(self):
         return (self.dir / "gateway.log").read_text(errors="replace")
