@@ -7,8 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -75,31 +74,18 @@ pub enum BodyFault {
     ChunkTooLarge,
 }
 
-const FAULT_NONE: u8 = 0;
-const FAULT_IDLE: u8 = 1;
-const FAULT_CHUNK: u8 = 2;
-
-/// Tells the listener, once the service answered, whether the body failed by our limits.
+/// Tells the listener, once the service answered, whether the body failed by our limits (the
+/// first fault only).
 #[derive(Clone, Default)]
-pub struct BodyWatch(Arc<AtomicU8>);
+pub struct BodyWatch(Arc<OnceLock<BodyFault>>);
 
 impl BodyWatch {
     pub fn fault(&self) -> Option<BodyFault> {
-        match self.0.load(Ordering::Relaxed) {
-            FAULT_IDLE => Some(BodyFault::IdleTimeout),
-            FAULT_CHUNK => Some(BodyFault::ChunkTooLarge),
-            _ => None,
-        }
+        self.0.get().copied()
     }
 
     fn set(&self, fault: BodyFault) {
-        let v = match fault {
-            BodyFault::IdleTimeout => FAULT_IDLE,
-            BodyFault::ChunkTooLarge => FAULT_CHUNK,
-        };
-        let _ = self
-            .0
-            .compare_exchange(FAULT_NONE, v, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.0.set(fault);
     }
 }
 

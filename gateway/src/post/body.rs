@@ -3,8 +3,7 @@
 //! data as the write path reads it ([`FileStream`], failing below the policy's minimum).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,20 +20,12 @@ pub enum FileFailure {
     Malformed,
 }
 
-const FILE_OK: u8 = 0;
-const FILE_TOO_SMALL: u8 = 1;
-const FILE_MALFORMED: u8 = 2;
-
 /// Tells, after the write, how a [`FileStream`] failed.
-pub struct FileOutcome(Arc<AtomicU8>);
+pub struct FileOutcome(Arc<OnceLock<FileFailure>>);
 
 impl FileOutcome {
     pub fn failure(&self) -> Option<FileFailure> {
-        match self.0.load(Ordering::Relaxed) {
-            FILE_TOO_SMALL => Some(FileFailure::TooSmall),
-            FILE_MALFORMED => Some(FileFailure::Malformed),
-            _ => None,
-        }
+        self.0.get().copied()
     }
 }
 
@@ -45,12 +36,12 @@ pub struct FileStream {
     field: multer::Field<'static>,
     bytes: u64,
     min_bytes: u64,
-    failure: Arc<AtomicU8>,
+    failure: Arc<OnceLock<FileFailure>>,
 }
 
 impl FileStream {
     pub fn new(field: multer::Field<'static>, min_bytes: u64) -> (Self, FileOutcome) {
-        let failure = Arc::new(AtomicU8::new(FILE_OK));
+        let failure = Arc::new(OnceLock::new());
         let outcome = FileOutcome(Arc::clone(&failure));
         let stream = FileStream {
             field,
@@ -75,12 +66,12 @@ impl Stream for FileStream {
             Poll::Ready(Some(Err(e))) => {
                 // A body that stopped coming is an incomplete body; anything else a bad form.
                 if !matches!(e, multer::Error::StreamReadFailed(_)) {
-                    this.failure.store(FILE_MALFORMED, Ordering::Relaxed);
+                    let _ = this.failure.set(FileFailure::Malformed);
                 }
                 Poll::Ready(Some(Err(e.to_string())))
             }
             Poll::Ready(None) if this.bytes < this.min_bytes => {
-                this.failure.store(FILE_TOO_SMALL, Ordering::Relaxed);
+                let _ = this.failure.set(FileFailure::TooSmall);
                 // Once: the write path stops at the first error.
                 this.min_bytes = 0;
                 Poll::Ready(Some(Err(format!(
