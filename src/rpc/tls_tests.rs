@@ -205,11 +205,11 @@ async fn a_client_without_a_certificate_gets_no_answer() {
         tls.read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)
     };
-    match tokio::time::timeout(TIMEOUT, answered).await {
-        Ok(Ok(buf)) => assert!(
+    // An error (the handshake or the read refused) or silence is right; an answer is not.
+    if let Ok(Ok(buf)) = tokio::time::timeout(TIMEOUT, answered).await {
+        assert!(
             !String::from_utf8_lossy(&buf).contains("200"),
             "answered a client without a certificate"
-        ),
-        Ok(Err(_)) | Err(_) => {}
+        );
     }
 }
