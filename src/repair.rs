@@ -236,7 +236,12 @@ async fn scrub_piece(
     piece: &WalkedPiece,
     page: &mut ScrubPage,
 ) -> BTreeMap<u8, ShardDamage> {
-    let ObjectData::Sharded { shard_nodes, .. } = &piece.piece.data else {
+    let ObjectData::Sharded {
+        shard_nodes,
+        digests,
+        ..
+    } = &piece.piece.data
+    else {
         return BTreeMap::new();
     };
     let (version, size) = (piece.version, piece.piece.size);
@@ -247,7 +252,7 @@ async fn scrub_piece(
                 "node {node} does not answer"
             ))));
         }
-        let check = verify_shard(&coord.rpc, node, version, i as u8, size).await;
+        let check = verify_shard(&coord.rpc, node, version, i as u8, size, digests.get(i)).await;
         if let Err(e) = &check {
             coord.health.observe(node, e);
         }

@@ -6,6 +6,7 @@ byte-identical to the shard it replaces (erasure coding is deterministic), and t
 survives the loss of another node."""
 
 import json
+import os
 import subprocess
 import time
 
@@ -164,6 +165,45 @@ def test_a_read_that_meets_a_missing_shard_queues_it_and_it_is_rebuilt(cluster):
     assert st["healed"]["shards"] - base["healed"]["shards"] == 1, st
     assert st["queue"]["pieces"] == 0, st
     assert path.read_bytes() == original, "the rebuilt shard differs from the lost one"
+
+
+def test_a_shard_swapped_for_another_consistent_one_is_detected_and_rebuilt(cluster):
+    """A shard file replaced on disk by another valid shard of the same size, its header
+    rewritten to name the shard it replaces: every check a file can make of itself passes
+    (header, length, each block's BLAKE3). The digest the object record holds for the shard
+    finds it out; the GET answers the right bytes from the other shards and the shard is
+    rebuilt."""
+    s3 = cluster.client()
+    s3.create_bucket(Bucket="swapped")
+    a, b = os.urandom(3 * MiB), os.urandom(3 * MiB)
+    version_a, shards_a = put_and_find_shards(cluster, s3, "swapped", "a", a)
+    _, shards_b = put_and_find_shards(cluster, s3, "swapped", "b", b)
+    base = repair_status(cluster)
+    # A data shard, so the GET needs it.
+    path = shards_a[0][1]
+    original = path.read_bytes()
+    forged = bytearray(shards_b[0][1].read_bytes())
+    # Header: magic (8), format (2), k, m, shard index, reserved, block size (4), version id
+    # (u128 little-endian) at 18..34.
+    forged[18:34] = int(version_a, 16).to_bytes(16, "little")
+    assert len(forged) == len(original) and bytes(forged) != original
+    path.write_bytes(bytes(forged))
+
+    assert s3.get_object(Bucket="swapped", Key="a")["Body"].read() == a
+    wait_for("the swapped shard rebuilt", lambda: path.read_bytes() == original, 30)
+    st = wait_status(
+        cluster,
+        "the heal reported",
+        lambda s: s["healed"]["shards"] > base["healed"]["shards"],
+        30,
+    )
+    assert st["healed"]["shards"] - base["healed"]["shards"] == 1, st
+    assert st["queue"]["pieces"] == 0, st
+    assert s3.get_object(Bucket="swapped", Key="a")["Body"].read() == a
+    assert s3.get_object(Bucket="swapped", Key="b")["Body"].read() == b
+    # The node said why it refused the file.
+    logs = (cluster.dir / f"node{shards_a[0][0]}.log").read_text()
+    assert "does not match its object record" in logs
 
 
 def test_scrub_finds_deleted_and_corrupted_shards_and_the_report_holds_until_rebuilt(scrub_cluster):

@@ -94,6 +94,29 @@ fn reload_tls_on_sighup(tls: std::sync::Arc<baobab_gateway::S3Tls>) -> anyhow::R
     Ok(())
 }
 
+/// Reloads the internal RPC's CA bundle, certificate and key on every SIGHUP (a rotation
+/// without a restart: new connections, served and dialled, use them); files that do not load,
+/// or a certificate for another identity, are logged and the ones in use kept.
+fn reload_rpc_tls_on_sighup(
+    tls: baobab::rpc::RpcTls,
+    files: crate::config::RpcTlsConfig,
+) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match tls.reload(&files.ca, &files.cert, &files.key) {
+                Ok(()) => {
+                    tracing::info!(cert = %files.cert.display(), "RPC TLS certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "RPC TLS certificate not reloaded; keeping the one in use")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 /// The key that seals access-key secrets in the metadata.
 pub fn secrets_key(secret: &baobab::rpc::ClusterSecret) -> SealKey {
     SealKey::new(secret.derive_key(baobab::meta::ACCESS_KEY_SEAL_PURPOSE))
@@ -106,6 +129,9 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
     cancel_on_signal(token.clone());
     let secret = cfg.secret()?;
     let tls = cfg.rpc_tls()?;
+    if let Some(files) = cfg.rpc_tls.clone() {
+        reload_rpc_tls_on_sighup(tls.clone(), files)?;
+    }
     std::fs::create_dir_all(&cfg.data_dir)?;
 
     let mut storage = None;

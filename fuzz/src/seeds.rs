@@ -74,6 +74,7 @@ fn sharded() -> ObjectData {
         m: 1,
         block_size: 1 << 20,
         shard_nodes: vec![Some(NodeId(1)), None, Some(NodeId(3))],
+        digests: Default::default(),
     }
 }
 

@@ -28,6 +28,18 @@ fn bucket_of<'h>(domain: &str, host: &'h str) -> Option<&'h str> {
     (!bucket.is_empty()).then_some(bucket)
 }
 
+/// The bucket a virtual-hosted-style request names in its Host header under `root_domain`,
+/// lower-cased as s3s reads it; None for path style.
+pub fn virtual_host_bucket(headers: &http::HeaderMap, root_domain: Option<&str>) -> Option<String> {
+    let domain = root_domain?.trim_matches('.').to_ascii_lowercase();
+    let host = headers
+        .get(http::header::HOST)?
+        .to_str()
+        .ok()?
+        .to_ascii_lowercase();
+    bucket_of(&domain, &host).map(str::to_string)
+}
+
 /// The bucket a request addresses: from the Host header under `root_domain`, else the first
 /// path segment. For the listener's own uses (CORS) before s3s routes the request.
 pub fn request_bucket<B>(req: &http::Request<B>, root_domain: Option<&str>) -> Option<String> {

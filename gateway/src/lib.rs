@@ -27,6 +27,7 @@ mod post;
 mod s3;
 mod server;
 mod sig_limits;
+mod sig_v2;
 mod tls;
 
 pub use limits::ListenerLimits;

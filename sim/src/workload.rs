@@ -372,8 +372,15 @@ async fn final_checks(shared: &Shared, spec: &WorkloadSpec) {
     }
 }
 
-/// One shard a record names: (the version naming its file, the piece's size, index, node).
-type ShardHome = (VersionId, u64, u8, NodeId);
+/// One shard a record names: (the version naming its file, the piece's size, index, node, the
+/// digest the record holds for it).
+type ShardHome = (
+    VersionId,
+    u64,
+    u8,
+    NodeId,
+    Option<baobab::codec::shard_format::ShardDigest>,
+);
 
 /// Every shard `record` names, parts expanded.
 fn shard_homes(record: &ObjectRecord) -> Vec<ShardHome> {
@@ -383,10 +390,15 @@ fn shard_homes(record: &ObjectRecord) -> Vec<ShardHome> {
     };
     let mut homes = Vec::new();
     for (version, size, data) in pieces {
-        if let ObjectData::Sharded { shard_nodes, .. } = data {
+        if let ObjectData::Sharded {
+            shard_nodes,
+            digests,
+            ..
+        } = data
+        {
             for (i, node) in shard_nodes.iter().enumerate() {
                 if let Some(node) = node {
-                    homes.push((version, size, i as u8, *node));
+                    homes.push((version, size, i as u8, *node, digests.get(i)));
                 }
             }
         }
@@ -398,10 +410,10 @@ fn shard_homes(record: &ObjectRecord) -> Vec<ShardHome> {
 /// verification: header, length, every block's BLAKE3). A committed shard that a crash tore
 /// or lost, and that healing did not rebuild, is a violation.
 async fn check_shard_files(shared: &Shared, key: usize, record: &ObjectRecord) {
-    for (version, size, index, node) in shard_homes(record) {
+    for (version, size, index, node, digest) in shard_homes(record) {
         let mut outcome = Err(String::new());
         for _ in 0..FINAL_READ_ATTEMPTS {
-            match verify_shard(&shared.rpc, node, version, index, size).await {
+            match verify_shard(&shared.rpc, node, version, index, size, digest).await {
                 Ok(check) => {
                     outcome = Ok(check);
                     break;

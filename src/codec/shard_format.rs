@@ -161,6 +161,90 @@ pub fn block_hash(data: &[u8]) -> [u8; 32] {
     *blake3::hash(data).as_bytes()
 }
 
+/// Bytes of one shard's digest (a truncated BLAKE3: 128 bits resist a second preimage).
+pub const DIGEST_LEN: usize = 16;
+
+/// What binds a shard file to its object record: BLAKE3 over a domain tag, the version and
+/// shard index the file is stored as, and every block's hash in order, truncated to
+/// [`DIGEST_LEN`]. The record holds one per shard, so a file replaced on disk by another that
+/// is internally consistent (its blocks match their hashes) is still found out: its hashes do
+/// not give the record's digest. Erasure coding is deterministic, so a rebuilt shard has the
+/// digest of the one it replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShardDigest(pub [u8; DIGEST_LEN]);
+
+impl ShardDigest {
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 2 * DIGEST_LEN || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; DIGEST_LEN];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(ShardDigest(out))
+    }
+}
+
+impl std::fmt::Display for ShardDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Builds a [`ShardDigest`] from a shard's block hashes, in block order.
+#[derive(Debug, Clone)]
+pub struct DigestBuilder(blake3::Hasher);
+
+impl DigestBuilder {
+    pub fn new(version: VersionId, shard_index: u8) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(b"baobab shard digest v1\0");
+        h.update(&version.0.to_le_bytes());
+        h.update(&[shard_index]);
+        DigestBuilder(h)
+    }
+
+    pub fn block(&mut self, hash: &[u8]) {
+        self.0.update(hash);
+    }
+
+    pub fn finish(&self) -> ShardDigest {
+        let mut out = [0u8; DIGEST_LEN];
+        out.copy_from_slice(&self.0.finalize().as_bytes()[..DIGEST_LEN]);
+        ShardDigest(out)
+    }
+}
+
+/// The digests of every shard of a piece, by shard index, as the record stores them (one byte
+/// string, [`DIGEST_LEN`] bytes per shard). Empty in records written before digests existed:
+/// their shards are checked block by block only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ShardDigests(#[serde(with = "serde_bytes")] Vec<u8>);
+
+impl ShardDigests {
+    pub fn new(digests: impl IntoIterator<Item = ShardDigest>) -> Self {
+        ShardDigests(digests.into_iter().flat_map(|d| d.0).collect())
+    }
+
+    /// Shard `index`'s digest; None for records without digests (or a malformed list).
+    pub fn get(&self, index: usize) -> Option<ShardDigest> {
+        let bytes = self.0.get(index * DIGEST_LEN..(index + 1) * DIGEST_LEN)?;
+        let mut out = [0u8; DIGEST_LEN];
+        out.copy_from_slice(bytes);
+        Some(ShardDigest(out))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +273,28 @@ mod tests {
             ShardHeader::decode(&enc[..10]),
             Err(ShardFormatError::Truncated)
         );
+    }
+
+    #[test]
+    fn digests_bind_version_index_and_every_block() {
+        let hashes = [block_hash(b"a"), block_hash(b"b")];
+        let digest = |v: u128, i: u8, hs: &[[u8; 32]]| {
+            let mut d = DigestBuilder::new(VersionId(v), i);
+            hs.iter().for_each(|h| d.block(h));
+            d.finish()
+        };
+        let base = digest(7, 1, &hashes);
+        assert_ne!(base, digest(8, 1, &hashes));
+        assert_ne!(base, digest(7, 2, &hashes));
+        assert_ne!(base, digest(7, 1, &hashes[..1]));
+        assert_ne!(base, digest(7, 1, &[hashes[1], hashes[0]]));
+        assert_eq!(ShardDigest::from_hex(&base.to_hex()), Some(base));
+        assert_eq!(ShardDigest::from_hex("zz"), None);
+        assert_eq!(ShardDigest::from_hex(&"é".repeat(16)), None);
+        let all = ShardDigests::new([base, digest(7, 2, &hashes)]);
+        assert_eq!(all.get(0), Some(base));
+        assert_eq!(all.get(2), None);
+        assert_eq!(ShardDigests::default().get(0), None);
     }
 
     /// A header with k = 0 or a block size of 0 made

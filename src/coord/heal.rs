@@ -16,7 +16,7 @@ use futures::{SinkExt, StreamExt};
 
 use super::write::ShardWriter;
 use super::{CoordError, Coordinator, SHARD_COMMIT_TIMEOUT, SHARD_SEND_TIMEOUT};
-use crate::codec::shard_format::{block_hash, ShardLayout};
+use crate::codec::shard_format::{block_hash, ShardDigests, ShardLayout};
 use crate::meta::ObjectData;
 use crate::shard::{verify_shard, ShardCheck};
 use crate::types::{NodeId, VersionId};
@@ -55,6 +55,7 @@ impl Coordinator {
             m,
             block_size,
             shard_nodes,
+            digests,
         } = data
         else {
             return Err(CoordError::Heal("not erasure-coded data".into()));
@@ -66,7 +67,7 @@ impl Coordinator {
                 shard_nodes.len()
             )));
         }
-        let found = self.check_shards(version, shard_nodes, size).await;
+        let found = self.check_shards(version, shard_nodes, digests, size).await;
         let damaged: Vec<usize> = (0..n)
             .filter(|&i| matches!(found[i], Found::Damaged(_)))
             .collect();
@@ -102,12 +103,13 @@ impl Coordinator {
             m: *m,
             block_size: *block_size,
             shard_nodes: source,
+            digests: digests.clone(),
         };
         self.rebuild(version, &source, size, &targets).await?;
         let mut after = shard_nodes.clone();
         let mut bytes = 0;
         for &(i, node) in &targets {
-            let check = verify_shard(&self.rpc, node, version, i as u8, size)
+            let check = verify_shard(&self.rpc, node, version, i as u8, size, digests.get(i))
                 .await
                 .map_err(|e| CoordError::HealBlocked(format!("node {node}: {e}")))?;
             match check {
@@ -133,6 +135,7 @@ impl Coordinator {
         &self,
         version: VersionId,
         shard_nodes: &[Option<NodeId>],
+        digests: &ShardDigests,
         size: u64,
     ) -> Vec<Found> {
         let checks = shard_nodes.iter().enumerate().map(|(i, node)| async move {
@@ -144,7 +147,7 @@ impl Coordinator {
             if self.health.avoided(node) {
                 return Found::Unknown(format!("node {node} does not answer"));
             }
-            match verify_shard(&self.rpc, node, version, i as u8, size).await {
+            match verify_shard(&self.rpc, node, version, i as u8, size, digests.get(i)).await {
                 Ok(ShardCheck::Intact { .. }) => Found::Intact,
                 Ok(ShardCheck::Missing) => Found::Damaged(format!("missing on node {node}")),
                 Ok(ShardCheck::Corrupt { reason }) => {

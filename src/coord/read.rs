@@ -1,6 +1,8 @@
 //! The GET data path: for the blocks a byte range needs, read shard records from k nodes (data
 //! shards first), verify each block's BLAKE3, and fall back to parity shards for blocks that
-//! are missing or corrupt. Windows of blocks are fetched with one window of read-ahead, so
+//! are missing or corrupt. Each read names the digest the record holds for the shard, so a node
+//! refuses a file that is consistent in itself but not the one written (`shard::bound`), and
+//! that shard counts as corrupt. Windows of blocks are fetched with one window of read-ahead, so
 //! memory stays bounded whatever the object size.
 
 use std::collections::HashSet;
@@ -15,7 +17,7 @@ use super::{CoordError, Coordinator, SHARD_READ_TIMEOUT};
 use crate::codec::shard_format::{block_hash, ShardLayout, HASH_LEN};
 use crate::meta::{ObjectData, ShardDamage};
 use crate::rpc::{full_body, read_body, RpcError};
-use crate::shard::shard_path_and_query;
+use crate::shard::{is_not_bound, shard_read_path, Binding};
 use crate::types::{NodeId, VersionId, READ_WINDOW_BLOCKS};
 
 /// The blocks of one shard for one window: None where missing or corrupt.
@@ -194,6 +196,7 @@ impl Coordinator {
             m,
             block_size,
             shard_nodes,
+            digests,
         } = data
         else {
             return Ok(Vec::new());
@@ -222,7 +225,13 @@ impl Coordinator {
         let mut batch: Vec<(usize, NodeId)> = candidates.by_ref().take(k).collect();
         loop {
             let fetched = futures::future::join_all(batch.iter().map(|&(i, node)| {
-                self.fetch_shard_blocks(version, i, node, layout, first, end_block, on_damage)
+                let binding = digests.get(i).map(|digest| Binding {
+                    digest,
+                    object_size: size,
+                });
+                self.fetch_shard_blocks(
+                    version, i, node, layout, binding, first, end_block, on_damage,
+                )
             }))
             .await;
             for (&(i, node), (blocks, reachable)) in batch.iter().zip(fetched) {
@@ -302,13 +311,14 @@ impl Coordinator {
         i: usize,
         node: NodeId,
         layout: ShardLayout,
+        binding: Option<Binding>,
         first: u64,
         end_block: u64,
         on_damage: Option<&DamageHook>,
     ) -> (ShardBlocks, bool) {
         let n_blocks = (end_block - first) as usize;
         let (lo, hi) = layout.records_range(first, end_block);
-        let path = shard_path_and_query(version, i as u8, Some((lo, hi - lo)));
+        let path = shard_read_path(version, i as u8, lo, hi - lo, binding);
         let fetched = async {
             let resp = self
                 .rpc
@@ -324,6 +334,13 @@ impl Coordinator {
         };
         let bytes = match tokio::time::timeout(SHARD_READ_TIMEOUT, fetched).await {
             Ok(Ok(b)) => b,
+            Ok(Err(e)) if is_not_bound(&e) => {
+                tracing::warn!(%version, shard = i, %node, "shard file does not match its record (replaced on disk?); reconstructing from other shards");
+                if let Some(report) = on_damage {
+                    report(version, i as u8, ShardDamage::Corrupt);
+                }
+                return (vec![None; n_blocks], true);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(%version, shard = i, %node, error = %e, "shard read failed; using other shards");
                 if matches!(e, RpcError::Status { status: 404, .. }) {

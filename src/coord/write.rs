@@ -29,7 +29,7 @@ use hyper::body::Frame;
 use super::{
     CoordError, Coordinator, SHARD_COMMIT_TIMEOUT, SHARD_QUEUE_CHUNKS, SHARD_SEND_TIMEOUT,
 };
-use crate::codec::shard_format::{block_hash, ShardHeader};
+use crate::codec::shard_format::{block_hash, DigestBuilder, ShardDigests, ShardHeader};
 use crate::meta::ObjectData;
 use crate::rpc::RpcError;
 use crate::shard::{is_disk_full, shard_path_and_query};
@@ -124,6 +124,9 @@ struct ShardWriters {
     /// Shards that lost their node to a full disk and found no other.
     lost_to_full: usize,
     blocks_sent: usize,
+    /// Every shard's digest so far, by shard index (shards placed nowhere too: the record
+    /// holds the digest a rebuilt shard must have).
+    digests: Vec<DigestBuilder>,
 }
 
 impl ShardWriters {
@@ -248,6 +251,9 @@ impl Coordinator {
             slots,
             lost_to_full: n - placed,
             blocks_sent: 0,
+            digests: (0..n)
+                .map(|i| DigestBuilder::new(version, i as u8))
+                .collect(),
         })
     }
 
@@ -312,9 +318,13 @@ impl Coordinator {
         let shards = self.erasure.encode(block);
         ws.blocks_sent += 1;
         let keep_for_replay = ws.blocks_sent <= FALLBACK_REPLAY_BLOCKS;
-        let sends = ws.slots.iter_mut().zip(shards).map(|(slot, shard)| async move {
+        let hashes: Vec<[u8; 32]> = shards.iter().map(|s| block_hash(s)).collect();
+        for (digest, hash) in ws.digests.iter_mut().zip(&hashes) {
+            digest.block(hash);
+        }
+        let sends = ws.slots.iter_mut().zip(shards).zip(hashes).map(|((slot, shard), hash)| async move {
             let Some(w) = slot.as_mut() else { return };
-            let hash = Bytes::copy_from_slice(&block_hash(&shard));
+            let hash = Bytes::copy_from_slice(&hash);
             if keep_for_replay {
                 if let Some(replay) = w.replay.as_mut() {
                     replay.push(shard.clone());
@@ -471,6 +481,7 @@ impl Coordinator {
             m: profile.m,
             block_size: self.cluster.block_size,
             shard_nodes,
+            digests: ShardDigests::new(ws.digests.iter().map(DigestBuilder::finish)),
         };
         if ok < profile.k as usize {
             self.delete_shards_in_background(version, &data);
@@ -498,6 +509,7 @@ impl Coordinator {
             m: profile.m,
             block_size: self.cluster.block_size,
             shard_nodes,
+            digests: ShardDigests::default(),
         };
         self.delete_shards_in_background(ws.version, &data);
     }

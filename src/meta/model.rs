@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::shard_format::ShardDigests;
 use crate::types::{BucketId, NodeId, VersionId};
 
 /// A bucket.
@@ -134,6 +135,10 @@ pub enum ObjectData {
         m: u8,
         block_size: u32,
         shard_nodes: Vec<Option<NodeId>>,
+        /// Each shard's digest, which binds its file to this record (empty in records written
+        /// before digests existed).
+        #[serde(default)]
+        digests: ShardDigests,
     },
     /// A completed multipart upload: its parts in order, each stored under its own version id
     /// (never `Parts` again inside).

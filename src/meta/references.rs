@@ -89,6 +89,7 @@ mod tests {
             m: 1,
             block_size: 1 << 20,
             shard_nodes: vec![Some(NodeId(1)), Some(NodeId(2)), Some(NodeId(3))],
+            digests: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ fn sharded(nodes: &[Option<u64>]) -> ObjectData {
         m: 1,
         block_size: 1024,
         shard_nodes: nodes.iter().map(|n| n.map(NodeId)).collect(),
+        digests: Default::default(),
     }
 }
 

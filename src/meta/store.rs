@@ -1004,6 +1004,7 @@ mod tests {
             m: 0,
             block_size: 1024,
             shard_nodes: vec![Some(crate::types::NodeId(1))],
+            digests: Default::default(),
         };
         Command::PutObject {
             bucket: "b".into(),

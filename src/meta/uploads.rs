@@ -375,6 +375,7 @@ mod tests {
             m: 1,
             block_size: 1024,
             shard_nodes: vec![Some(NodeId(1)), Some(NodeId(2)), None],
+            digests: Default::default(),
         }
     }
 

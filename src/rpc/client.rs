@@ -66,7 +66,7 @@ impl RpcClient {
     pub fn new(tls: RpcTls, addrs: HashMap<NodeId, String>) -> Self {
         let addrs: Addrs = Arc::new(RwLock::new(addrs));
         let connector = TlsConnector {
-            tls: tls.connector(),
+            tls,
             addrs: addrs.clone(),
             dial: Dial::Tcp,
         };
@@ -91,7 +91,7 @@ impl RpcClient {
                 as BoxFuture<'static, std::io::Result<RawStream>>
         }));
         let connector = TlsConnector {
-            tls: tls.connector(),
+            tls,
             addrs: addrs.clone(),
             dial,
         };
@@ -360,7 +360,7 @@ enum Dial {
 /// and runs the TLS handshake against node N's name, all within [`CONNECT_TIMEOUT`].
 #[derive(Clone)]
 struct TlsConnector {
-    tls: tokio_rustls::TlsConnector,
+    tls: RpcTls,
     addrs: Addrs,
     dial: Dial,
 }
@@ -391,7 +391,7 @@ impl TlsConnector {
             Dial::Custom(dial) => dial(addr).await?,
         };
         let name = server_name(node).map_err(std::io::Error::other)?;
-        let tls = self.tls.connect(name, raw).await?;
+        let tls = self.tls.connector().connect(name, raw).await?;
         Ok(RpcStream(TokioIo::new(tls)))
     }
 }

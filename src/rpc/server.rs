@@ -94,7 +94,6 @@ pub async fn serve<L: RpcListener, H: RpcHandler>(
     handler: Arc<H>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let acceptor = tls.acceptor();
     // Dropped when this function returns or is aborted: the connections see it and close.
     let (_alive, alive_rx) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
@@ -110,7 +109,8 @@ pub async fn serve<L: RpcListener, H: RpcHandler>(
                 }
             },
         };
-        let acceptor = acceptor.clone();
+        // The configuration loaded last (certificates reload on SIGHUP).
+        let acceptor = tls.acceptor();
         let handler = handler.clone();
         let mut alive = alive_rx.clone();
         tokio::spawn(async move {

@@ -117,12 +117,18 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// One process's TLS: the CAs it trusts, its certificate and key, as a server and a client
-/// configuration. Cheap to clone.
+/// configuration. Cheap to clone; clones share one state, so [`RpcTls::reload_pem`] changes
+/// what every new connection of the process (served or dialled) uses. Connections already open
+/// keep their session.
 #[derive(Clone)]
 pub struct RpcTls {
+    configs: Arc<std::sync::RwLock<Configs>>,
+    identity: Identity,
+}
+
+struct Configs {
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
-    identity: Identity,
 }
 
 impl std::fmt::Debug for RpcTls {
@@ -171,21 +177,50 @@ impl RpcTls {
             .with_client_auth_cert(chain, key)?;
         client.alpn_protocols = vec![b"h2".to_vec()];
         Ok(RpcTls {
-            server: Arc::new(server),
-            client: Arc::new(client),
+            configs: Arc::new(std::sync::RwLock::new(Configs {
+                server: Arc::new(server),
+                client: Arc::new(client),
+            })),
             identity,
         })
     }
 
+    /// Replaces the CAs, certificate and key of every new connection (a rotation without a
+    /// restart: SIGHUP). The new certificate must name the same identity; on any error nothing
+    /// changes.
+    pub fn reload_pem(
+        &self,
+        ca_bundle: &[u8],
+        cert_chain: &[u8],
+        key: &[u8],
+    ) -> Result<(), TlsError> {
+        let fresh = Self::from_pem(ca_bundle, cert_chain, key)?;
+        if fresh.identity != self.identity {
+            return Err(TlsError::Setup(format!(
+                "the new certificate is for {}, this process is {}",
+                fresh.identity, self.identity
+            )));
+        }
+        let new = fresh.configs.read().unwrap_or_else(|e| e.into_inner());
+        let mut cur = self.configs.write().unwrap_or_else(|e| e.into_inner());
+        cur.server = new.server.clone();
+        cur.client = new.client.clone();
+        Ok(())
+    }
+
+    /// [`Self::reload_pem`] from the three PEM files of the configuration.
+    pub fn reload(&self, ca_bundle: &Path, cert_chain: &Path, key: &Path) -> Result<(), TlsError> {
+        let (ca, chain, key) = (read_pem(ca_bundle)?, read_pem(cert_chain)?, read_pem(key)?);
+        self.reload_pem(&ca, &chain, &key)
+    }
+
     /// From the three PEM files of a process's configuration.
     pub fn load(ca_bundle: &Path, cert_chain: &Path, key: &Path) -> Result<RpcTls, TlsError> {
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|e| TlsError::Read {
-                path: p.display().to_string(),
-                reason: e.to_string(),
-            })
-        };
-        Self::from_pem(&read(ca_bundle)?, &read(cert_chain)?, &read(key)?)
+        Self::from_pem(
+            &read_pem(ca_bundle)?,
+            &read_pem(cert_chain)?,
+            &read_pem(key)?,
+        )
     }
 
     /// Who this process's certificate says it is.
@@ -194,12 +229,21 @@ impl RpcTls {
     }
 
     pub(super) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.server.clone())
+        let configs = self.configs.read().unwrap_or_else(|e| e.into_inner());
+        tokio_rustls::TlsAcceptor::from(configs.server.clone())
     }
 
     pub(super) fn connector(&self) -> tokio_rustls::TlsConnector {
-        tokio_rustls::TlsConnector::from(self.client.clone())
+        let configs = self.configs.read().unwrap_or_else(|e| e.into_inner());
+        tokio_rustls::TlsConnector::from(configs.client.clone())
     }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// The name a client asks node `node` for.

@@ -160,6 +160,57 @@ async fn during_a_ca_rollover_both_cas_are_trusted() {
     ));
 }
 
+/// A reload (SIGHUP) changes what new connections present and trust, without a restart; a
+/// certificate for another identity, or files that do not load, change nothing.
+#[tokio::test]
+async fn a_reload_rotates_the_certificate_of_new_connections() {
+    let old = cert::new_ca("old", 30).expect("ca");
+    let new = cert::new_ca("new", 30).expect("ca");
+    let node_old = cert::issue(&old, Identity::Node(NodeId(1)), 30).expect("cert");
+    let node_new = cert::issue(&new, Identity::Node(NodeId(1)), 30).expect("cert");
+    let node2_new = cert::issue(&new, Identity::Node(NodeId(2)), 30).expect("cert");
+    let gw_new = cert::issue(&new, Identity::Gateway, 30).expect("cert");
+    let node_tls = from_pairs(&old.cert_pem, &node_old);
+    let addr = server(node_tls.clone()).await;
+    let new_only = || client(from_pairs(&new.cert_pem, &gw_new), 1, &addr);
+    assert!(matches!(
+        who(&new_only(), 1, "/v1/x").await,
+        Err(RpcError::Connect { .. })
+    ));
+    // Another identity's certificate, or a key that is not PEM: refused, nothing changes.
+    assert!(node_tls
+        .reload_pem(
+            new.cert_pem.as_bytes(),
+            node2_new.cert_pem.as_bytes(),
+            node2_new.key_pem.as_bytes()
+        )
+        .is_err());
+    assert!(node_tls
+        .reload_pem(
+            new.cert_pem.as_bytes(),
+            node_new.cert_pem.as_bytes(),
+            b"not a key"
+        )
+        .is_err());
+    assert!(matches!(
+        who(&new_only(), 1, "/v1/x").await,
+        Err(RpcError::Connect { .. })
+    ));
+    node_tls
+        .reload_pem(
+            new.cert_pem.as_bytes(),
+            node_new.cert_pem.as_bytes(),
+            node_new.key_pem.as_bytes(),
+        )
+        .expect("reload");
+    assert_eq!(
+        who(&new_only(), 1, "/v1/x")
+            .await
+            .expect("call after the reload"),
+        Some("gateway".to_string())
+    );
+}
+
 #[tokio::test]
 async fn a_client_without_a_certificate_gets_no_answer() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -11,7 +11,8 @@
 //! file itself; what still escapes (a drop racing the file's creation) is removed by the
 //! periodic sweep of temp files older than [`TEMP_MIN_AGE`] (`scan.rs`). The store does not
 //! interpret shard contents beyond checking the header on write: readers verify the per-block
-//! BLAKE3 hashes.
+//! BLAKE3 hashes, and a read or verification that names the digest the record holds is refused
+//! when the file does not give it (`bound.rs`).
 //!
 //! Committed shard files that no metadata record references (a write whose commit failed or
 //! whose outcome was unknown) are found by the garbage collector (`crate::gc`) through
@@ -21,6 +22,7 @@
 //! into the free space kept for the node's metadata (`space.rs`); running out of space anyway
 //! (ENOSPC) is the same refusal. Either way the temp file is removed.
 
+mod bound;
 mod leases;
 mod rpc;
 mod scan;
@@ -28,10 +30,11 @@ mod space;
 mod verify;
 mod writer;
 
+pub use bound::{Binding, BoundCache};
 pub use leases::{ReadLeases, READ_LEASE};
 pub use rpc::{
-    delete_shard, delete_shard_if_idle, is_disk_full, list_old_shards, shard_path_and_query,
-    verify_shard, ShardRpc, SHARD_LIST_TIMEOUT,
+    delete_shard, delete_shard_if_idle, is_disk_full, is_not_bound, list_old_shards,
+    shard_path_and_query, shard_read_path, verify_shard, ShardRpc, SHARD_LIST_TIMEOUT,
 };
 pub use scan::{
     run_temp_sweep, ShardListPage, ShardName, MAX_LIST_PAGE_SHARDS, TEMP_MIN_AGE,
@@ -65,6 +68,10 @@ pub enum ShardError {
     BadHeader(#[from] ShardFormatError),
     #[error("shard header does not match its name")]
     HeaderMismatch,
+    /// The file's block hashes do not give the digest its object record holds: not the shard
+    /// that was written (swapped or forged on disk).
+    #[error("shard file does not match its object record")]
+    NotBound,
     #[error("shard body ended early or failed: {0}")]
     Body(String),
     /// No room for the shard above the metadata reserve, or the disk is out of space.
@@ -93,6 +100,8 @@ pub struct ShardStore {
     dirs: Arc<fsutil::DurableDirs>,
     /// When each shard was last read (read leases for the retire worker).
     pub leases: Arc<ReadLeases>,
+    /// Digests of shard files checked against their records.
+    bound: Arc<BoundCache>,
 }
 
 impl ShardStore {
@@ -123,6 +132,7 @@ impl ShardStore {
             space,
             dirs: Default::default(),
             leases: Default::default(),
+            bound: Default::default(),
         })
     }
 
@@ -196,16 +206,19 @@ impl ShardStore {
         result
     }
 
-    /// Reads `len` bytes at `offset` of a shard file (fewer if the file is shorter).
+    /// Reads `len` bytes at `offset` of a shard file (fewer if the file is shorter); with a
+    /// `binding`, only if the file is the one its record names ([`BoundCache`]).
     pub async fn read(
         &self,
         version: VersionId,
         shard_index: u8,
         offset: u64,
         len: u64,
+        binding: Option<Binding>,
     ) -> Result<Bytes, ShardError> {
         self.leases.touch(version, shard_index);
         let path = self.path(version, shard_index);
+        let bound = self.bound.clone();
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;
             let file = match std::fs::File::open(&path) {
@@ -227,6 +240,9 @@ impl ShardStore {
                 done += n;
             }
             buf.truncate(done);
+            if let Some(binding) = binding {
+                bound.check(&file, version, shard_index, binding, Some((offset, &buf)))?;
+            }
             Ok(Bytes::from(buf))
         })
         .await
@@ -235,6 +251,7 @@ impl ShardStore {
 
     /// Deletes a shard file; deleting a missing one is not an error.
     pub async fn delete(&self, version: VersionId, shard_index: u8) -> Result<(), ShardError> {
+        self.bound.forget(version, shard_index);
         match fsutil::remove_file(&self.path(version, shard_index)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -287,7 +304,7 @@ mod tests {
         assert_eq!(n, HEADER_LEN + 5);
         assert_eq!(
             store
-                .read(v, 1, HEADER_LEN, 100)
+                .read(v, 1, HEADER_LEN, 100, None)
                 .await
                 .expect("read")
                 .as_ref(),
@@ -300,12 +317,12 @@ mod tests {
             Err(ShardError::HeaderMismatch)
         ));
         assert!(matches!(
-            store.read(v, 2, 0, 1).await,
+            store.read(v, 2, 0, 1, None).await,
             Err(ShardError::NotFound)
         ));
         store.delete(v, 1).await.expect("delete");
         assert!(matches!(
-            store.read(v, 1, 0, 1).await,
+            store.read(v, 1, 0, 1, None).await,
             Err(ShardError::NotFound)
         ));
     }

@@ -1,8 +1,9 @@
 //! The shard store's RPC surface: `PUT|GET|DELETE /v1/shard/<version hex>/<shard index>`,
-//! GET taking `?offset=&len=`, and `GET /v1/shard/list?older_than_ms=&after=&limit=` (a page
+//! GET taking `?offset=&len=` (and `&bind=<digest hex>&size=<object size>`: only if the file
+//! is the one its record names, else `412`), and `GET /v1/shard/list?older_than_ms=&after=&limit=` (a page
 //! of old committed shards, MessagePack, for the garbage collector), and `GET
-//! /v1/shard/<version>/<index>?verify=<object size>` (the whole file checked, a MessagePack
-//! [`ShardCheck`], for the scrub and healing). Only routing and status
+//! /v1/shard/<version>/<index>?verify=<object size>[&bind=<digest hex>]` (the whole file
+//! checked, a MessagePack [`ShardCheck`], for the scrub and healing). Only routing and status
 //! mapping live here. A PUT the node has no space for is answered `507 Insufficient Storage`,
 //! before its body is read when possible.
 
@@ -11,9 +12,11 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::bound::Binding;
 use super::scan::{ShardListPage, ShardName};
 use super::verify::{ShardCheck, VerifyPacer};
 use super::{ShardError, ShardStore};
+use crate::codec::shard_format::ShardDigest;
 use crate::rpc::{encode, full_body, status_response, RpcClient, RpcError, RpcResponse};
 use crate::types::{NodeId, VersionId};
 
@@ -31,6 +34,30 @@ pub fn shard_path_and_query(
         }
         None => format!("/v1/shard/{version}/{shard_index}"),
     }
+}
+
+/// The path of a read of `len` bytes at `offset` of a shard file, bound to its record when the
+/// record holds the shard's digest.
+pub fn shard_read_path(
+    version: VersionId,
+    shard_index: u8,
+    offset: u64,
+    len: u64,
+    binding: Option<Binding>,
+) -> String {
+    let path = shard_path_and_query(version, shard_index, Some((offset, len)));
+    match binding {
+        Some(b) => format!("{path}&bind={}&size={}", b.digest, b.object_size),
+        None => path,
+    }
+}
+
+/// The status of a read or verification refused because the file does not match its record.
+const NOT_BOUND: StatusCode = StatusCode::PRECONDITION_FAILED;
+
+/// Whether a node refused a shard read because the file is not the one its record names.
+pub fn is_not_bound(e: &RpcError) -> bool {
+    matches!(e, RpcError::Status { status, .. } if *status == NOT_BOUND.as_u16())
 }
 
 /// The status of a shard PUT refused for lack of space.
@@ -138,30 +165,49 @@ pub struct ShardRpc {
 }
 
 /// Checks shard `shard_index` of `version` (an object or part of `object_size` bytes) whole on
-/// `node`: header, length, every block's BLAKE3 (see [`ShardStore::verify`]). The node paces
-/// the reads, so the timeout grows with the shard.
+/// `node`: header, length, every block's BLAKE3, and the file's digest when the record holds
+/// one (see [`ShardStore::verify`]). The node paces the reads, so the timeout grows with the
+/// shard.
 pub async fn verify_shard(
     rpc: &RpcClient,
     node: NodeId,
     version: VersionId,
     shard_index: u8,
     object_size: u64,
+    digest: Option<ShardDigest>,
 ) -> Result<ShardCheck, RpcError> {
-    let path = format!(
+    let mut path = format!(
         "{}?verify={object_size}",
         shard_path_and_query(version, shard_index, None)
     );
+    if let Some(d) = digest {
+        path.push_str(&format!("&bind={d}"));
+    }
     // 30 s, plus the shard's share of the object at 2 MiB/s (the pacing budget is shared).
     let timeout = std::time::Duration::from_secs(30 + object_size / (2 * 1024 * 1024));
     rpc.get(node, &path, timeout).await
 }
 
+/// The value of `name` in a query string.
+fn param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|p| match p.split_once('=') {
+        Some((k, v)) if k == name => Some(v),
+        _ => None,
+    })
+}
+
 /// The object size a verification request names (`?verify=<size>`).
 fn parse_verify(query: Option<&str>) -> Option<u64> {
-    query?
-        .split('&')
-        .find_map(|p| p.strip_prefix("verify="))
-        .and_then(|v| v.parse().ok())
+    param(query, "verify").and_then(|v| v.parse().ok())
+}
+
+/// The digest a request binds the shard to (`bind=<hex>`): `Ok(None)` without one, `Err` when
+/// it is not a digest.
+fn parse_bind(query: Option<&str>) -> Result<Option<ShardDigest>, ()> {
+    match param(query, "bind") {
+        None => Ok(None),
+        Some(hex) => ShardDigest::from_hex(hex).map(Some).ok_or(()),
+    }
 }
 
 fn parse_name(path: &str) -> Option<(VersionId, u8)> {
@@ -195,11 +241,15 @@ fn error_response(e: ShardError) -> RpcResponse {
         ShardError::BadHeader(_) | ShardError::HeaderMismatch | ShardError::Body(_) => {
             StatusCode::BAD_REQUEST
         }
+        ShardError::NotBound => NOT_BOUND,
         ShardError::DiskFull(_) => DISK_FULL,
         ShardError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %e, "shard store failed");
+    }
+    if status == NOT_BOUND {
+        tracing::warn!("shard file does not match its object record (replaced on disk?); the reader rebuilds it from the other shards");
     }
     if status == DISK_FULL {
         // Expected when the node fills; the gateway then skips this node for a while.
@@ -224,6 +274,9 @@ impl ShardRpc {
         let Some((version, idx)) = parse_name(req.uri().path()) else {
             return status_response(StatusCode::NOT_FOUND, "no such shard path");
         };
+        let Ok(digest) = parse_bind(req.uri().query()) else {
+            return status_response(StatusCode::BAD_REQUEST, "bind is not a shard digest");
+        };
         match *req.method() {
             Method::PUT => {
                 let body = req
@@ -237,7 +290,11 @@ impl ShardRpc {
             }
             Method::GET if parse_verify(req.uri().query()).is_some() => {
                 let size = parse_verify(req.uri().query()).unwrap_or(0);
-                let check = match self.store.verify(version, idx, size, &self.pacer).await {
+                let check = match self
+                    .store
+                    .verify(version, idx, size, digest, &self.pacer)
+                    .await
+                {
                     Ok(check) => check,
                     Err(e) => return error_response(e),
                 };
@@ -253,7 +310,22 @@ impl ShardRpc {
                 if len > MAX_SHARD_READ_BYTES {
                     return status_response(StatusCode::BAD_REQUEST, "range too large");
                 }
-                match self.store.read(version, idx, offset, len).await {
+                let binding = match (digest, param(req.uri().query(), "size")) {
+                    (None, _) => None,
+                    (Some(digest), Some(size)) => match size.parse() {
+                        Ok(object_size) => Some(Binding {
+                            digest,
+                            object_size,
+                        }),
+                        Err(_) => {
+                            return status_response(StatusCode::BAD_REQUEST, "size is not a number")
+                        }
+                    },
+                    (Some(_), None) => {
+                        return status_response(StatusCode::BAD_REQUEST, "bind needs size")
+                    }
+                };
+                match self.store.read(version, idx, offset, len, binding).await {
                     Ok(b) => {
                         let mut resp = http::Response::new(full_body(b));
                         *resp.status_mut() = StatusCode::OK;

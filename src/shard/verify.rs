@@ -1,6 +1,7 @@
 //! Whole-file verification of a shard, for the scrub and for healing: the header names the
-//! shard it is stored as, the file has exactly the length its object's size gives, and every
-//! block's BLAKE3 matches. Reads are paced by one budget per node ([`VerifyPacer`]), shared by
+//! shard it is stored as, the file has exactly the length its object's size gives, every
+//! block's BLAKE3 matches, and the block hashes give the digest the record holds (when the
+//! caller names one: `bound.rs`). Reads are paced by one budget per node ([`VerifyPacer`]), shared by
 //! every verification it serves, so background checks take a bounded share of the disk.
 
 use std::sync::Mutex;
@@ -10,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, BufReader};
 
 use super::{ShardError, ShardStore};
-use crate::codec::shard_format::{block_hash, ShardHeader, ShardLayout, HASH_LEN, HEADER_LEN};
+use crate::codec::shard_format::{
+    block_hash, DigestBuilder, ShardDigest, ShardHeader, ShardLayout, HASH_LEN, HEADER_LEN,
+};
 use crate::types::VersionId;
 
 /// Default read budget of verifications on one node.
@@ -69,6 +72,7 @@ impl ShardStore {
         version: VersionId,
         shard_index: u8,
         object_size: u64,
+        digest: Option<ShardDigest>,
         pacer: &VerifyPacer,
     ) -> Result<ShardCheck, ShardError> {
         let file = match tokio::fs::File::open(self.path(version, shard_index)).await {
@@ -99,6 +103,7 @@ impl ShardStore {
         }
         let mut record = Vec::new();
         let mut unpaced = 0u64;
+        let mut computed = DigestBuilder::new(version, shard_index);
         for b in 0..layout.n_blocks() {
             let len = layout.shard_len(b) as usize;
             record.resize(len + HASH_LEN as usize, 0);
@@ -107,6 +112,7 @@ impl ShardStore {
             if block_hash(data) != hash {
                 return corrupt(format!("block {b} fails its BLAKE3 check"));
             }
+            computed.block(hash);
             unpaced += record.len() as u64;
             if unpaced >= PACE_CHUNK {
                 pacer.take(unpaced).await;
@@ -114,6 +120,12 @@ impl ShardStore {
             }
         }
         pacer.take(unpaced).await;
+        if digest.is_some_and(|d| d != computed.finish()) {
+            return corrupt(
+                "its blocks are consistent but not the ones its record names (replaced on disk)"
+                    .into(),
+            );
+        }
         Ok(ShardCheck::Intact { bytes: file_len })
     }
 }
@@ -157,28 +169,61 @@ mod tests {
         let pacer = VerifyPacer::new(u64::MAX);
         let v = VersionId(9);
         assert!(matches!(
-            store.verify(v, 1, size, &pacer).await.expect("verify"),
+            store
+                .verify(v, 1, size, None, &pacer)
+                .await
+                .expect("verify"),
             ShardCheck::Intact { .. }
         ));
         assert_eq!(
-            store.verify(v, 0, size, &pacer).await.expect("verify"),
+            store
+                .verify(v, 0, size, None, &pacer)
+                .await
+                .expect("verify"),
             ShardCheck::Missing
         );
         // The size the record gives must match the file's length.
         assert!(matches!(
             store
-                .verify(v, 1, size + 2000, &pacer)
+                .verify(v, 1, size + 2000, None, &pacer)
                 .await
                 .expect("verify"),
             ShardCheck::Corrupt { .. }
         ));
+        // Bound to the record's digest: this file's passes, any other fails.
+        let mut d = DigestBuilder::new(v, 1);
+        let layout = ShardLayout::new(2, 1024, size);
+        for b in 0..layout.n_blocks() {
+            d.block(&block_hash(&vec![b as u8; layout.shard_len(b) as usize]));
+        }
+        let digest = d.finish();
+        assert!(matches!(
+            store
+                .verify(v, 1, size, Some(digest), &pacer)
+                .await
+                .expect("verify"),
+            ShardCheck::Intact { .. }
+        ));
+        let other = ShardDigest([1; crate::codec::shard_format::DIGEST_LEN]);
+        match store
+            .verify(v, 1, size, Some(other), &pacer)
+            .await
+            .expect("verify")
+        {
+            ShardCheck::Corrupt { reason } => assert!(reason.contains("record"), "{reason}"),
+            other => panic!("not detected: {other:?}"),
+        }
         // One flipped byte in block 1.
         let path = store.path(v, 1);
         let mut bytes = std::fs::read(&path).expect("read");
         let layout = ShardLayout::new(2, 1024, size);
         bytes[layout.record_offset(1) as usize + 3] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
-        match store.verify(v, 1, size, &pacer).await.expect("verify") {
+        match store
+            .verify(v, 1, size, None, &pacer)
+            .await
+            .expect("verify")
+        {
             ShardCheck::Corrupt { reason } => assert!(reason.contains("block 1"), "{reason}"),
             other => panic!("not detected: {other:?}"),
         }
