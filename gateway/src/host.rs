@@ -88,8 +88,12 @@ fn percent_decode_path(path: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            // Two hex digits: `from_str_radix` alone would take a sign (`%+4`).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -160,6 +164,8 @@ mod tests {
             ),
             ("localhost:3900", "/photos", Some(S3Path::bucket("photos"))),
             ("127.0.0.1:3900", "/%zz", None),
+            // A sign is not a hex digit: a bad escape, like `%zz`.
+            ("127.0.0.1:3900", "/b/%+4", None),
             ("127.0.0.1:3900", "/Bad_Bucket", None),
         ];
         for (host, path, want) in cases {

@@ -179,7 +179,8 @@ impl ShardDigest {
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 2 * DIGEST_LEN || !s.is_ascii() {
+        // Hex digits only: `from_str_radix` would take a sign (`+f`).
+        if s.len() != 2 * DIGEST_LEN || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; DIGEST_LEN];
@@ -290,6 +291,10 @@ mod tests {
         assert_ne!(base, digest(7, 1, &[hashes[1], hashes[0]]));
         assert_eq!(ShardDigest::from_hex(&base.to_hex()), Some(base));
         assert_eq!(ShardDigest::from_hex("zz"), None);
+        assert_eq!(
+            ShardDigest::from_hex(&format!("+f{}", &base.to_hex()[2..])),
+            None
+        );
         assert_eq!(ShardDigest::from_hex(&"é".repeat(16)), None);
         let all = ShardDigests::new([base, digest(7, 2, &hashes)]);
         assert_eq!(all.get(0), Some(base));

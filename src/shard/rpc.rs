@@ -213,7 +213,8 @@ fn parse_bind(query: Option<&str>) -> Result<Option<ShardDigest>, ()> {
 fn parse_name(path: &str) -> Option<(VersionId, u8)> {
     let rest = path.strip_prefix("/v1/shard/")?;
     let (v, i) = rest.split_once('/')?;
-    if v.len() != 32 {
+    // Hex digits only: `from_str_radix` would take a sign.
+    if v.len() != 32 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     Some((
