@@ -38,13 +38,16 @@ def test_100mib_object_is_spread_as_shards(cluster):
         assert len(new) == 1, f"node {n}: {new}"
         assert 45 * MiB <= total <= 60 * MiB, f"node {n} holds {total / MiB:.1f} MiB of shards"
 
-    # Flip one byte in the middle of the new file of data shard 0 (files are named
-    # `<version>.<shard index>`; a GET reads data shards, parity only when it must, so a flipped
-    # parity byte is found by scrubbing, not by reads).
+    # Flip one byte of the data of block 50 (the middle of the object) in the new file of data
+    # shard 0 (files are named `<version>.<shard index>`; a GET reads data shards, parity only
+    # when it must, so a flipped parity byte is found by scrubbing, not by reads). Layout, 2+1
+    # and 1 MiB blocks: a 64-byte header, then per block 512 KiB of shard and its 32-byte
+    # BLAKE3. (A flipped hash byte would make the file's hashes differ from the digest its
+    # record holds: the node refuses the whole file, which is rebuilt the same way.)
     new_files = [p for n in (1, 2, 3) for p in after[n] if p not in before[n]]
     target = next(p for p in new_files if p.suffix == ".0")
     with open(target, "r+b") as f:
-        f.seek(target.stat().st_size // 2)
+        f.seek(64 + 50 * (MiB // 2 + 32) + 1000)
         b = f.read(1)
         f.seek(-1, 1)
         f.write(bytes([b[0] ^ 0xFF]))

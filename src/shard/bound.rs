@@ -214,6 +214,19 @@ mod tests {
         cache
             .check(&open(&path), v, 1, binding, Some((0, &all)))
             .expect("cached");
+        // From a read of some blocks in the middle: their hashes from the read, the others
+        // read from the file.
+        let layout = ShardLayout::new(2, 1024, size);
+        let (lo, hi) = layout.records_range(1, 3);
+        BoundCache::default()
+            .check(
+                &open(&path),
+                v,
+                1,
+                binding,
+                Some((lo, &all[lo as usize..hi as usize])),
+            )
+            .expect("from a partial read");
         let fresh = BoundCache::default();
         fresh
             .check(

@@ -1,6 +1,7 @@
 //! The shard store's RPC surface: `PUT|GET|DELETE /v1/shard/<version hex>/<shard index>`,
 //! GET taking `?offset=&len=` (and `&bind=<digest hex>&size=<object size>`: only if the file
-//! is the one its record names, else `412`), and `GET /v1/shard/list?older_than_ms=&after=&limit=` (a page
+//! is the one its record names, else `412`), and
+//! `GET /v1/shard/list?older_than_ms=&after=&limit=` (a page
 //! of old committed shards, MessagePack, for the garbage collector), and `GET
 //! /v1/shard/<version>/<index>?verify=<object size>[&bind=<digest hex>]` (the whole file
 //! checked, a MessagePack [`ShardCheck`], for the scrub and healing). Only routing and status
