@@ -61,6 +61,11 @@ impl Coordinator {
             return Err(CoordError::Heal("not erasure-coded data".into()));
         };
         let (k, n) = (*k as usize, *k as usize + *m as usize);
+        if k == 0 || *block_size == 0 {
+            return Err(CoordError::Heal(format!(
+                "the record gives an impossible layout (k {k}, block size {block_size})"
+            )));
+        }
         if shard_nodes.len() != n {
             return Err(CoordError::Heal(format!(
                 "the record lists {} shards for {k}+{m}",

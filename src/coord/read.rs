@@ -37,6 +37,10 @@ struct Window {
 /// or one part of a multipart object).
 enum ReadTask {
     Inline(Bytes),
+    /// A sharded piece whose record gives an impossible layout (k or block size 0: no writer
+    /// makes one, a damaged metadata store could): the read fails cleanly instead of dividing
+    /// by zero.
+    Impossible,
     Window {
         version: VersionId,
         data: Arc<ObjectData>,
@@ -61,6 +65,11 @@ fn piece_tasks(
             if e > s {
                 tasks.push(ReadTask::Inline(Bytes::copy_from_slice(&bytes[s..e])));
             }
+        }
+        ObjectData::Sharded { k, block_size, .. }
+            if end > start && (*k == 0 || *block_size == 0) =>
+        {
+            tasks.push(ReadTask::Impossible);
         }
         ObjectData::Sharded { block_size, .. } if end > start => {
             let data = Arc::new(data.clone());
@@ -148,6 +157,12 @@ impl Coordinator {
                 async move {
                     match task {
                         ReadTask::Inline(bytes) => Ok(vec![bytes]),
+                        ReadTask::Impossible => Err(CoordError::ReadUnavailable {
+                            block: 0,
+                            reason:
+                                "the object record gives an impossible layout (k or block size 0)"
+                                    .into(),
+                        }),
                         ReadTask::Window {
                             version,
                             data,
@@ -377,5 +392,28 @@ impl Coordinator {
             report(version, i as u8, ShardDamage::Corrupt);
         }
         (out, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record with k = 0 or a block size of 0 (no writer makes one) is a failed read, not a
+    /// division by zero.
+    #[test]
+    fn impossible_layouts_make_a_failing_task() {
+        for (k, block_size) in [(0, 1024), (2, 0)] {
+            let data = ObjectData::Sharded {
+                k,
+                m: 1,
+                block_size,
+                shard_nodes: vec![None; 3],
+                digests: Default::default(),
+            };
+            let mut tasks = Vec::new();
+            piece_tasks(&mut tasks, VersionId(1), &data, 5000, 0, 5000);
+            assert!(matches!(tasks.as_slice(), [ReadTask::Impossible]));
+        }
     }
 }
