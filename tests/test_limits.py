@@ -172,6 +172,7 @@ def test_slow_connections_do_not_stop_others_and_memory_stays_bounded(limited, l
             s = connect(limited)
             s.sendall(f"PUT /{lbucket}/slow{i} HTTP/1.1\r\nHost: x\r\nX-Pad: ".encode() + b"a" * 4000)
             heads.append(s)
+        heads_opened = time.time()
         for i in range(SLOW_CONNECTIONS // 2):
             s = connect(limited)
             s.sendall(signed_put_head(limited, f"/{lbucket}/trickle{i}", 4 * MiB) + b"b" * 65536)
@@ -208,8 +209,10 @@ def test_slow_connections_do_not_stop_others_and_memory_stays_bounded(limited, l
               f"{rss_before / MiB:.0f} MiB before, peak {peak / MiB:.0f} MiB "
               f"(+{growth / MiB:.0f} MiB, bound {RSS_GROWTH_LIMIT_BYTES / MiB:.0f} MiB); {ops} normal PUT+GET")
         assert growth < RSS_GROWTH_LIMIT_BYTES
-        # Heads that never end are dropped at the header read timeout, whatever trickles.
-        deadline = started + HEADER_READ_TIMEOUT_SECS + 3
+        # Heads that never end are dropped at the header read timeout, whatever trickles: each
+        # head's timeout runs from its own connection, the last one opened at `heads_opened`
+        # (seconds after the first on a loaded machine).
+        deadline = heads_opened + HEADER_READ_TIMEOUT_SECS + 3
         still_open = [s for s in heads if not closed_by_server(s, max(0.01, deadline - time.time()))]
         assert not still_open, f"{len(still_open)} unfinished heads still open"
         # Trickling bodies are fine; stopped ones get RequestTimeout after the idle timeout.
@@ -267,16 +270,27 @@ def test_connection_limit_holds(limited, lbucket):
     assert read_response(existing, 5)[0] == 200
     held = []
     try:
-        flood_started = time.time()
-        for _ in range(MAX_CONNECTIONS):
-            held.append(connect(limited))
-        time.sleep(0.5)  # the gateway accepts them all: its limit is reached
-        waiting = connect(limited)
-        waiting.sendall(signed_get(limited, f"/{lbucket}/c", limited.key, limited.secret))
-        served = read_response(waiting, 1.0)
         # Past the header timeout the gateway closes idle held connections, freeing slots: the
-        # check means something only before it.
-        elapsed = time.time() - flood_started
+        # check means something only before it. A loaded machine can make the flood itself
+        # slow (the gateway accepts late, the listen backlog fills, SYNs are retried): then it
+        # is tried again, at most three times.
+        for attempt in range(3):
+            flood_started = time.time()
+            for _ in range(MAX_CONNECTIONS):
+                held.append(connect(limited))
+            time.sleep(0.5)  # the gateway accepts them all: its limit is reached
+            waiting = connect(limited)
+            waiting.sendall(signed_get(limited, f"/{lbucket}/c", limited.key, limited.secret))
+            served = read_response(waiting, 1.0)
+            elapsed = time.time() - flood_started
+            if elapsed < HEADER_READ_TIMEOUT_SECS:
+                break
+            print(f"\nflood attempt {attempt + 1} took {elapsed:.1f} s, past the header timeout; again")
+            waiting.close()
+            for s in held:
+                s.close()
+            held = []
+            time.sleep(2)
         assert elapsed < HEADER_READ_TIMEOUT_SECS, f"the flood took {elapsed:.1f} s, past the header timeout"
         assert served is None, "served past the connection limit"
         existing.sendall(signed_get(limited, f"/{lbucket}/c", limited.key, limited.secret))
