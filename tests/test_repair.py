@@ -94,6 +94,19 @@ def wait_status(cluster, what, holds, timeout):
     return wait_for(what, lambda: (lambda s: s if holds(s) else None)(repair_status(cluster)), timeout)
 
 
+def wait_one_shard_healed(cluster, base):
+    """Waits for the repair report to count a heal since `base`: exactly one shard, nothing
+    left queued."""
+    st = wait_status(
+        cluster,
+        "the heal reported",
+        lambda s: s["healed"]["shards"] > base["healed"]["shards"],
+        30,
+    )
+    assert st["healed"]["shards"] - base["healed"]["shards"] == 1, st
+    assert st["queue"]["pieces"] == 0, st
+
+
 def restart(cluster, n):
     """Starts storage node n again and waits until every node answers and a leader is known."""
     cluster.restart(n)
@@ -156,14 +169,7 @@ def test_a_read_that_meets_a_missing_shard_queues_it_and_it_is_rebuilt(cluster):
     path.unlink()
     assert s3.get_object(Bucket="reads", Key="obj")["Body"].read() == body
     wait_for("the shard rebuilt", lambda: path.exists(), 30)
-    st = wait_status(
-        cluster,
-        "the heal reported",
-        lambda s: s["healed"]["shards"] > base["healed"]["shards"],
-        30,
-    )
-    assert st["healed"]["shards"] - base["healed"]["shards"] == 1, st
-    assert st["queue"]["pieces"] == 0, st
+    wait_one_shard_healed(cluster, base)
     assert path.read_bytes() == original, "the rebuilt shard differs from the lost one"
 
 
@@ -191,14 +197,7 @@ def test_a_shard_swapped_for_another_consistent_one_is_detected_and_rebuilt(clus
 
     assert s3.get_object(Bucket="swapped", Key="a")["Body"].read() == a
     wait_for("the swapped shard rebuilt", lambda: path.read_bytes() == original, 30)
-    st = wait_status(
-        cluster,
-        "the heal reported",
-        lambda s: s["healed"]["shards"] > base["healed"]["shards"],
-        30,
-    )
-    assert st["healed"]["shards"] - base["healed"]["shards"] == 1, st
-    assert st["queue"]["pieces"] == 0, st
+    wait_one_shard_healed(cluster, base)
     assert s3.get_object(Bucket="swapped", Key="a")["Body"].read() == a
     assert s3.get_object(Bucket="swapped", Key="b")["Body"].read() == b
     # The node said why it refused the file.

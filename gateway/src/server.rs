@@ -65,12 +65,12 @@ pub async fn serve_s3(
 /// it is wrong. An unknown key is left to s3s, which answers it as it does for SigV4.
 async fn check_sig_v2(
     parts: &http::request::Parts,
+    signed: &crate::sig_v2::SignedV2,
     keys: &KeyStore,
     vh_bucket: Option<&str>,
 ) -> Option<s3s::S3Error> {
-    let signed = crate::sig_v2::find(parts)?;
     let record = keys.record(&signed.access_key).await.ok()?;
-    let sts = crate::sig_v2::string_to_sign(parts, &signed, vh_bucket);
+    let sts = crate::sig_v2::string_to_sign(parts, signed, vh_bucket);
     (!crate::sig_v2::signature_matches(&record.secret, &sts, &signed.signature))
         .then(crate::sig_v2::does_not_match)
 }
@@ -186,8 +186,12 @@ pub async fn serve_s3_with(
                 let access = access.clone();
                 let post = post.clone();
                 let v2_keys = v2_keys.clone();
-                let vh_bucket =
-                    crate::host::virtual_host_bucket(req.headers(), root_domain.as_deref());
+                // SigV2 requests: the signature, and the virtual-hosted bucket it signs.
+                let sig_v2 = crate::sig_v2::find(req.headers(), req.uri()).map(|signed| {
+                    let vh =
+                        crate::host::virtual_host_bucket(req.headers(), root_domain.as_deref());
+                    (signed, vh)
+                });
                 let post_bucket = crate::post::post_object_bucket(&req, root_domain.as_deref());
                 // Cross-origin requests: the bucket and origin, for the CORS rules.
                 let origin = req
@@ -215,13 +219,18 @@ pub async fn serve_s3_with(
                         return Ok(header_section_too_large(&request_id));
                     }
                     let (mut parts, body) = req.into_parts();
-                    if vh_bucket.is_none() {
+                    if let Some((_, None)) = &sig_v2 {
                         crate::sig_v2::bucket_path_as_signed(&mut parts);
                     }
                     let refusal =
                         match crate::sig_limits::check(&parts, std::time::SystemTime::now()) {
                             Some(e) => Some(e),
-                            None => check_sig_v2(&parts, &v2_keys, vh_bucket.as_deref()).await,
+                            None => match &sig_v2 {
+                                Some((signed, vh)) => {
+                                    check_sig_v2(&parts, signed, &v2_keys, vh.as_deref()).await
+                                }
+                                None => None,
+                            },
                         };
                     if let Some(e) = refusal {
                         let mut resp = s3_error_response(e);

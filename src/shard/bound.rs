@@ -123,7 +123,7 @@ fn file_digest(
 ) -> Result<ShardDigest, ShardError> {
     let mismatch = ShardDigest([0; crate::codec::shard_format::DIGEST_LEN]);
     let mut header = [0u8; HEADER_LEN as usize];
-    if read_exact_at(file, &mut header, 0).is_err() {
+    if file.read_exact_at(&mut header, 0).is_err() {
         return Ok(mismatch);
     }
     let Ok(header) = ShardHeader::decode(&header) else {
@@ -147,16 +147,12 @@ fn file_digest(
         match in_read {
             Some(h) => digest.block(h),
             None => {
-                read_exact_at(file, &mut hash, at)?;
+                file.read_exact_at(&mut hash, at)?;
                 digest.block(&hash);
             }
         }
     }
     Ok(digest.finish())
-}
-
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    file.read_exact_at(buf, offset)
 }
 
 #[cfg(test)]

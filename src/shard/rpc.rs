@@ -225,16 +225,10 @@ fn parse_name(path: &str) -> Option<(VersionId, u8)> {
 }
 
 fn parse_range(query: Option<&str>) -> Option<(u64, u64)> {
-    let mut offset = None;
-    let mut len = None;
-    for pair in query?.split('&') {
-        match pair.split_once('=')? {
-            ("offset", v) => offset = v.parse().ok(),
-            ("len", v) => len = v.parse().ok(),
-            _ => {}
-        }
-    }
-    Some((offset?, len?))
+    Some((
+        param(query, "offset")?.parse().ok()?,
+        param(query, "len")?.parse().ok()?,
+    ))
 }
 
 fn error_response(e: ShardError) -> RpcResponse {
