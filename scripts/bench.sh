@@ -36,9 +36,9 @@ while [ $# -gt 0 ]; do
 done
 
 install_build_prereqs
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baobab-target}"
-# The same build as scripts/test.sh, so neither rebuilds what the other built.
-cargo build --release --workspace --all-targets
+# The one release build (scripts/prereqs.sh) serves the unit and black-box tests, `baobab dev`
+# and the benchmarks.
+build_release
 bin="$CARGO_TARGET_DIR/release"
 export BAOBAB_BIN="${server_bin:-$bin/baobab}"
 commit=$(git rev-parse --short HEAD)

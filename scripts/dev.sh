@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
 install_build_prereqs
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baobab-target}"
-cargo build --release --bin baobab
+# The one release build (scripts/prereqs.sh) serves the unit and black-box tests, `baobab dev`
+# and the benchmarks.
+build_release
 exec "$CARGO_TARGET_DIR/release/baobab" dev "$@"

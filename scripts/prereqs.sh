@@ -27,3 +27,10 @@ install_build_prereqs() {
     fi
     apt_install libclang-dev clang g++ make
 }
+
+# The one build every script uses (tests, `baobab dev`, benchmarks): the same cargo invocation,
+# so features resolve the same way and none of them rebuilds what another built.
+build_release() {
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baobab-target}"
+    cargo build --release --workspace --all-targets
+}

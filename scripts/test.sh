@@ -22,9 +22,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baobab-target}"
-# One release build serves both the unit tests and the black-box tests.
-cargo build --release --workspace --all-targets
+# The one release build (scripts/prereqs.sh) serves the unit and black-box tests, `baobab dev`
+# and the benchmarks.
+build_release
 cargo nextest run --release --workspace --no-fail-fast
 # Fuzz targets (fuzz/README.md): the committed corpus replayed on stable (shares the target
 # directory), then each target fuzzed briefly on nightly (a loud skip without nightly).

@@ -25,7 +25,8 @@ use tracing::{debug, info, warn};
 use crate::coord::{CoordError, Coordinator};
 use crate::meta::repair::WalkedPiece;
 use crate::meta::{
-    Command, HealOwner, HealRecord, HealReport, HealResult, MetaNode, ObjectData, ScrubPage,
+    request::{HealProgress, QueueHeal, ScrubProgress},
+    HealOwner, HealRecord, WriteRequest, HealReport, HealResult, MetaNode, ObjectData, ScrubPage,
     ShardDamage, Write, WriteReply,
 };
 use crate::rpc::unix_now_ms as now_ms;
@@ -135,7 +136,7 @@ async fn heal_one(meta: &MetaNode, coord: &Coordinator, entry: HealRecord) {
             return;
         }
     };
-    report(meta, Command::HealProgress { version, result }).await;
+    report(meta, HealProgress { version, result }).await;
 }
 
 fn backoff(attempts: u32) -> Duration {
@@ -145,7 +146,8 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 /// Proposes a worker's report (idempotent commands need no request id).
-async fn report(meta: &MetaNode, cmd: Command) {
+async fn report(meta: &MetaNode, cmd: impl WriteRequest) {
+    let cmd = cmd.into();
     match meta.write(Write { id: None, cmd }).await {
         WriteReply::Ok(_) | WriteReply::NotLeader { .. } => {}
         WriteReply::Failed(e) => warn!(error = %e, "repair progress not recorded; retrying later"),
@@ -214,7 +216,7 @@ async fn scrub_page(
         }
     }
     if !findings.is_empty() {
-        report(meta, Command::QueueHeal { reports: findings }).await;
+        report(meta, QueueHeal { reports: findings }).await;
     }
     let done = page.cursor.is_none();
     debug!(
@@ -223,7 +225,7 @@ async fn scrub_page(
         bad = page.counts.shards_bad,
         "scrub page done"
     );
-    report(meta, Command::ScrubProgress { page: page.clone() }).await;
+    report(meta, ScrubProgress { page: page.clone() }).await;
     if done {
         info!("scrub pass complete");
     }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use tracing::{debug, info};
 
-use crate::meta::{Command, GarbageId, GarbageRecord, MetaNode, Write, WriteReply};
+use crate::meta::request::RetireProgress;
+use crate::meta::{GarbageId, GarbageRecord, MetaNode, Write, WriteReply};
 use crate::rpc::{unix_now_ms as now_ms, RpcClient};
 use crate::shard::{delete_shard_if_idle, READ_LEASE};
 use crate::worker::{Round, Worker};
@@ -90,7 +91,7 @@ async fn round(meta: &MetaNode, rpc: &RpcClient, grace: Duration) -> Result<usiz
     }
     let write = Write {
         id: None,
-        cmd: Command::RetireProgress { done, retry },
+        cmd: RetireProgress { done, retry }.into(),
     };
     match meta.write(write).await {
         WriteReply::Ok(_) => Ok(n),

@@ -251,7 +251,7 @@ def test_internal_rpc_refuses_unauthenticated_peers(local_cluster):
     for method, path, headers in [
         ("POST", "/v1/meta/read", {}),
         ("GET", "/v1/shard/" + "0" * 32 + "/0?offset=0&len=10", {}),
-        ("POST", "/v1/meta/write", {"x-baobab-proto": "2"}),
+        ("POST", "/v1/meta/write", {"x-baobab-proto": "3"}),
     ]:
         conn = http.client.HTTPConnection("127.0.0.1", node1, timeout=10)
         with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):

@@ -37,7 +37,7 @@ def rpc_ports(cluster):
 
 def request_bytes(method, path):
     body = b"\x80"  # an empty MessagePack map: a well-formed message for the POSTs
-    return (f"{method} {path} HTTP/1.1\r\nhost: x\r\nx-baobab-proto: 2\r\ncontent-length: {len(body)}\r\n"
+    return (f"{method} {path} HTTP/1.1\r\nhost: x\r\nx-baobab-proto: 3\r\ncontent-length: {len(body)}\r\n"
             "connection: close\r\n\r\n").encode() + body
 
 

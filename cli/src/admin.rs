@@ -6,9 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use baobab::codec::seal::SealKey;
+use baobab::meta::request::{
+    CreateBucket, DeleteAccessKey, GetAccessKey, GetBucket, ListAccessKeys, ListBuckets,
+    SetBucketGrant, SetKeyCreateBucket,
+};
 use baobab::meta::{
-    AccessKeyRecord, BucketRecord, BucketRights, Command, CommandResult, MetaClient, Query,
-    QueryResult,
+    AccessKeyRecord, BucketRecord, BucketRights, MetaClient, Refused, WriteRequest,
 };
 use baobab::rpc::RpcClient;
 use baobab::types::BucketId;
@@ -44,51 +47,37 @@ fn print(v: Value) {
     println!("{v}");
 }
 
-async fn write(meta: &MetaClient, cmd: Command) -> anyhow::Result<CommandResult> {
-    Ok(meta.write(cmd).await?)
+async fn write(
+    meta: &MetaClient,
+    req: impl WriteRequest,
+) -> anyhow::Result<Result<(), Refused>> {
+    Ok(meta.send(req).await?)
 }
 
 async fn key(meta: &MetaClient, key_id: &str) -> anyhow::Result<AccessKeyRecord> {
-    match meta
-        .read(Query::GetAccessKey {
+    let found = meta
+        .ask(GetAccessKey {
             key_id: key_id.to_string(),
         })
-        .await?
-    {
-        QueryResult::AccessKey(Some(k)) => Ok(k),
-        QueryResult::AccessKey(None) => anyhow::bail!("no access key {key_id}"),
-        other => anyhow::bail!("unexpected answer {other:?}"),
-    }
+        .await??;
+    found.ok_or_else(|| anyhow::anyhow!("no access key {key_id}"))
 }
 
 async fn bucket(meta: &MetaClient, name: &str) -> anyhow::Result<BucketRecord> {
-    match meta
-        .read(Query::GetBucket {
+    let found = meta
+        .ask(GetBucket {
             name: name.to_string(),
         })
-        .await?
-    {
-        QueryResult::Bucket(Some(b)) => Ok(b),
-        QueryResult::Bucket(None) => anyhow::bail!("no bucket {name}"),
-        other => anyhow::bail!("unexpected answer {other:?}"),
-    }
+        .await??;
+    found.ok_or_else(|| anyhow::anyhow!("no bucket {name}"))
 }
 
 async fn buckets(meta: &MetaClient) -> anyhow::Result<Vec<BucketRecord>> {
-    match meta.read(Query::ListBuckets).await? {
-        QueryResult::Buckets(b) => Ok(b),
-        other => anyhow::bail!("unexpected answer {other:?}"),
-    }
+    Ok(meta.ask(ListBuckets).await??)
 }
 
-fn expect_ok(r: CommandResult, what: &str) -> anyhow::Result<()> {
-    match r {
-        CommandResult::Ok => Ok(()),
-        CommandResult::NoSuchAccessKey => anyhow::bail!("{what}: no such access key"),
-        CommandResult::NoSuchBucket => anyhow::bail!("{what}: no such bucket"),
-        CommandResult::BucketNotEmpty => anyhow::bail!("{what}: the bucket is not empty"),
-        other => anyhow::bail!("{what}: unexpected answer {other:?}"),
-    }
+fn expect_ok(r: Result<(), Refused>, what: &str) -> anyhow::Result<()> {
+    r.map_err(|refused| anyhow::anyhow!("{what}: {refused}"))
 }
 
 fn rights_json(r: BucketRights) -> Value {
@@ -132,7 +121,7 @@ pub async fn key_create(
         expect_ok(
             write(
                 &meta,
-                Command::SetKeyCreateBucket {
+                SetKeyCreateBucket {
                     key_id: record.key_id.clone(),
                     allow: true,
                 },
@@ -153,13 +142,9 @@ pub async fn key_create(
 
 pub async fn key_list(config_path: &Path) -> anyhow::Result<()> {
     let meta = connect(config_path)?;
-    match meta.read(Query::ListAccessKeys).await? {
-        QueryResult::AccessKeys(keys) => {
-            print(Value::Array(keys.iter().map(key_json).collect()));
-            Ok(())
-        }
-        other => anyhow::bail!("unexpected answer {other:?}"),
-    }
+    let keys = meta.ask(ListAccessKeys).await??;
+    print(Value::Array(keys.iter().map(key_json).collect()));
+    Ok(())
 }
 
 pub async fn key_info(config_path: &Path, key_id: &str) -> anyhow::Result<()> {
@@ -187,7 +172,7 @@ pub async fn key_delete(config_path: &Path, key_id: &str) -> anyhow::Result<()> 
     let meta = connect(config_path)?;
     let r = write(
         &meta,
-        Command::DeleteAccessKey {
+        DeleteAccessKey {
             key_id: key_id.to_string(),
         },
     )
@@ -203,7 +188,7 @@ pub async fn key_create_bucket_right(
     let meta = connect(config_path)?;
     let r = write(
         &meta,
-        Command::SetKeyCreateBucket {
+        SetKeyCreateBucket {
             key_id: key_id.to_string(),
             allow,
         },
@@ -219,7 +204,7 @@ pub async fn bucket_create(config_path: &Path, name: &str, owner: &str) -> anyho
     key(&meta, owner).await?;
     let r = write(
         &meta,
-        Command::CreateBucket {
+        CreateBucket {
             name: name.to_string(),
             id: BucketId(rand::random()),
             owner: owner.to_string(),
@@ -228,14 +213,14 @@ pub async fn bucket_create(config_path: &Path, name: &str, owner: &str) -> anyho
     )
     .await?;
     match r {
-        CommandResult::BucketCreated | CommandResult::BucketAlreadyOwnedByYou => {
+        Ok(()) | Err(Refused::BucketAlreadyOwnedByYou) => {
             print(bucket_json(&bucket(&meta, name).await?));
             Ok(())
         }
-        CommandResult::BucketAlreadyExists => {
+        Err(Refused::BucketAlreadyExists) => {
             anyhow::bail!("bucket {name} exists and belongs to another key")
         }
-        other => anyhow::bail!("unexpected answer {other:?}"),
+        Err(other) => anyhow::bail!("bucket create: {other}"),
     }
 }
 
@@ -249,7 +234,13 @@ fn bucket_json(b: &BucketRecord) -> Value {
             j
         })
         .collect();
-    json!({"name": b.name, "owner": b.owner, "created_ms": b.created_ms, "grants": grants})
+    json!({
+        "name": b.name,
+        "id": format!("{:016x}", b.id.0),
+        "owner": b.owner,
+        "created_ms": b.created_ms,
+        "grants": grants,
+    })
 }
 
 pub async fn bucket_list(config_path: &Path) -> anyhow::Result<()> {
@@ -271,14 +262,8 @@ pub async fn bucket_info(config_path: &Path, name: &str) -> anyhow::Result<()> {
 
 pub async fn bucket_delete(config_path: &Path, name: &str) -> anyhow::Result<()> {
     let meta = connect(config_path)?;
-    let r = write(
-        &meta,
-        Command::DeleteBucket {
-            name: name.to_string(),
-        },
-    )
-    .await?;
-    expect_ok(r, "bucket delete")
+    let r = baobab::meta::buckets::delete_bucket(&meta, name).await?;
+    expect_ok(r.map(|_| ()), "bucket delete")
 }
 
 /// Adds (`allow`) or removes the named rights of `key_id` on a bucket.
@@ -305,7 +290,7 @@ pub async fn bucket_grant(
     set(&mut r.owner, change.owner);
     let answer = write(
         &meta,
-        Command::SetBucketGrant {
+        SetBucketGrant {
             bucket: name.to_string(),
             key_id: key_id.to_string(),
             rights: r,

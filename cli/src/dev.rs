@@ -13,7 +13,8 @@ use baobab::coord::{ClusterView, Coordinator};
 use std::os::unix::fs::PermissionsExt;
 
 use baobab::gc::GcConfig;
-use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
+use baobab::meta::request::ListAccessKeys;
+use baobab::meta::{AccessKeyRecord, MetaClient};
 use baobab::placement::NodeSlot;
 use baobab::repair::RepairConfig;
 use baobab::rpc::{ClusterSecret, Identity, RpcClient, RpcTls};
@@ -51,9 +52,9 @@ async fn dev_key(
 ) -> anyhow::Result<AccessKeyRecord> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let existing = loop {
-        match meta.read(Query::ListAccessKeys).await {
-            Ok(QueryResult::AccessKeys(keys)) => break keys,
-            Ok(other) => anyhow::bail!("unexpected answer {other:?}"),
+        match meta.ask(ListAccessKeys).await {
+            Ok(Ok(keys)) => break keys,
+            Ok(Err(refused)) => anyhow::bail!("reading access keys: {refused}"),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e, "metadata not ready yet");
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -18,10 +18,13 @@ use clap::{Parser, Subcommand};
 /// `baobab dev`'s default shard reserve (a server's default is the larger of 1 GiB and 5 %).
 const DEV_SHARD_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// `baobab --version`: the crate version and the commit built (`cli/build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BAOBAB_COMMIT"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "baobab",
-    version,
+    version = VERSION,
     about = "Baobab: a distributed, erasure-coded, S3-compatible object store"
 )]
 struct Cli {

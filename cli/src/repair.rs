@@ -5,16 +5,14 @@
 
 use std::path::Path;
 
-use baobab::meta::{HealRecord, Query, QueryResult, RepairReport, ScrubCounts};
+use baobab::meta::request::RepairStatus;
+use baobab::meta::{HealRecord, RepairReport, ScrubCounts};
 use serde_json::{json, Value};
 
 /// Prints the report, as JSON with `--json`, else as text.
 pub async fn status(config_path: &Path, as_json: bool) -> anyhow::Result<()> {
     let meta = crate::admin::connect(config_path)?;
-    let report = match meta.read(Query::RepairStatus).await? {
-        QueryResult::Repair(r) => r,
-        other => anyhow::bail!("unexpected answer to a repair status query: {other:?}"),
-    };
+    let report = meta.ask(RepairStatus).await??;
     if as_json {
         println!("{}", to_json(&report));
     } else {

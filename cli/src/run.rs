@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use baobab::codec::seal::SealKey;
 use baobab::coord::Coordinator;
-use baobab::meta::{AccessKeyRecord, Command, CommandResult, MetaClient, Query, QueryResult};
+use baobab::meta::request::{CreateAccessKey, GetAccessKey};
+use baobab::meta::{AccessKeyRecord, MetaClient, Refused};
 use baobab::rpc::RpcClient;
 use baobab::types::NodeId;
 use baobab_gateway::{serve_s3_with, GatewayConfig};
@@ -258,23 +259,20 @@ pub async fn ensure_access_key(
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
-            match meta
-                .write(Command::CreateAccessKey {
-                    record: record.clone(),
-                })
-                .await?
-            {
-                CommandResult::AccessKeyCreated => Ok(record.clone()),
-                CommandResult::AccessKeyExists => match meta
-                    .read(Query::GetAccessKey {
+            let create = CreateAccessKey {
+                record: record.clone(),
+            };
+            match meta.send(create).await? {
+                Ok(()) => Ok(record.clone()),
+                Err(Refused::AccessKeyExists) => {
+                    let get = GetAccessKey {
                         key_id: pair.0.clone(),
-                    })
-                    .await?
-                {
-                    QueryResult::AccessKey(Some(existing)) => Ok(existing),
-                    other => Err(anyhow::anyhow!("unexpected answer {other:?}")),
-                },
-                other => Err(anyhow::anyhow!("unexpected answer {other:?}")),
+                    };
+                    meta.ask(get)
+                        .await??
+                        .ok_or_else(|| anyhow::anyhow!("the access key exists but cannot be read"))
+                }
+                Err(other) => Err(anyhow::anyhow!("creating the access key: {other}")),
             }
         };
         match attempt.await {

@@ -8,6 +8,7 @@ use baobab::codec::checksum::Checksums;
 use baobab::codec::shard_format::{block_hash, ShardHeader, ShardLayout};
 use baobab::meta::raft::{LogId, SnapshotChunk, StoredMembership, TypeConfig};
 use baobab::meta::snapshot::{SnapshotHeader, SnapshotWriter};
+use baobab::meta::request::{GetObject, PutObject};
 use baobab::meta::state::encode_value;
 use baobab::meta::{
     AccessKeyRecord, BucketRecord, Command, CorsRule, GarbageId, GarbageRecord, ObjectData,
@@ -109,12 +110,12 @@ fn membership() -> StoredMembership {
 fn write_cmd() -> Write {
     Write {
         id: Some(RequestId { client: 7, seq: 1 }),
-        cmd: Command::PutObject {
-            bucket: "photos".into(),
+        cmd: Command::PutObject(PutObject {
+            bucket: BucketId(42),
             key: "2024/cat.jpg".into(),
             record: object_record(sharded()),
             condition: None,
-        },
+        }),
     }
 }
 
@@ -184,10 +185,10 @@ pub fn all() -> Vec<Seed> {
         (
             "rpc_messages",
             "query-get-object",
-            rpc(&Query::GetObject {
-                bucket: "photos".into(),
+            rpc(&Query::GetObject(GetObject {
+                bucket: BucketId(42),
                 key: "a".into(),
-            }),
+            })),
         ),
         (
             "rpc_messages",

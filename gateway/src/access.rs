@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baobab::meta::{BucketRecord, BucketRights, MetaClient, Query, QueryResult};
+use baobab::meta::request::GetBucket;
+use baobab::meta::{BucketRecord, BucketRights, MetaClient};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::path::S3Path;
 use s3s::S3Result;
@@ -107,15 +108,16 @@ impl Access {
                 return Ok(Arc::clone(b));
             }
         }
-        match self
+        let found = self
             .meta
-            .read(Query::GetBucket {
+            .ask(GetBucket {
                 name: name.to_string(),
             })
             .await
             .map_err(from_meta)?
-        {
-            QueryResult::Bucket(Some(b)) => {
+            .map_err(|_| unexpected("GetBucket"))?;
+        match found {
+            Some(b) => {
                 let b = Arc::new(b);
                 let mut cache = self.buckets.lock().expect("bucket cache");
                 if cache.len() >= BUCKET_CACHE_MAX {
@@ -124,11 +126,10 @@ impl Access {
                 cache.insert(name.to_string(), (Instant::now(), Arc::clone(&b)));
                 Ok(b)
             }
-            QueryResult::Bucket(None) => {
+            None => {
                 self.forget(name);
                 Err(no_such_bucket(name))
             }
-            _ => Err(unexpected("GetBucket")),
         }
     }
 

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baobab::codec::seal::SealKey;
-use baobab::meta::{AccessKeyRecord, MetaClient, Query, QueryResult};
+use baobab::meta::request::GetAccessKey;
+use baobab::meta::{AccessKeyRecord, MetaClient};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 
@@ -134,13 +135,14 @@ impl KeyStore {
         }
         let answer = self
             .meta
-            .read(Query::GetAccessKey {
+            .ask(GetAccessKey {
                 key_id: access_key.to_string(),
             })
             .await
-            .map_err(crate::error::from_meta)?;
+            .map_err(crate::error::from_meta)?
+            .map_err(|_| crate::error::unexpected("GetAccessKey"))?;
         match answer {
-            QueryResult::AccessKey(Some(mut record)) => {
+            Some(mut record) => {
                 record.secret = match record.open_secret(&self.seal) {
                     Ok(s) => s,
                     Err(e) => {
@@ -159,7 +161,7 @@ impl KeyStore {
                 );
                 Ok(record)
             }
-            QueryResult::AccessKey(None) => {
+            None => {
                 self.cache
                     .lock()
                     .expect("key cache lock poisoned")
@@ -170,7 +172,6 @@ impl KeyStore {
                     .insert(access_key, Instant::now());
                 Err(invalid_access_key())
             }
-            _ => Err(crate::error::unexpected("GetAccessKey")),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! before they upload: versioning (never enabled), ACLs (answered as MinIO does: a private
 //! owner ACL; only `private` accepted), ownership controls (BucketOwnerEnforced).
 
-use baobab::meta::{Command, CommandResult, Query, QueryResult};
+use baobab::meta::buckets::delete_bucket;
+use baobab::meta::request::{CreateBucket, ListBuckets, SetBucketCors, SetBucketTags};
+use baobab::meta::{Refused, WriteRequest};
 use baobab::types::BucketId;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -43,15 +45,13 @@ impl Gateway {
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let key_id = caller(&req)?;
         let input = req.input;
-        let QueryResult::Buckets(buckets) = self
+        let buckets = self
             .objects
             .meta
-            .read(Query::ListBuckets)
+            .ask(ListBuckets)
             .await
             .map_err(from_meta)?
-        else {
-            return Err(unexpected("ListBuckets"));
-        };
+            .map_err(|_| unexpected("ListBuckets"))?;
         let max = match input.max_buckets {
             Some(m) if m < 1 || m as usize > MAX_BUCKETS_PER_PAGE => {
                 return Err(invalid_argument("max-buckets must be between 1 and 10000"))
@@ -116,27 +116,27 @@ impl Gateway {
                 ));
             }
         }
-        let cmd = Command::CreateBucket {
+        let create = CreateBucket {
             name: name.clone(),
             id: BucketId(rand::random()),
             owner: key_id,
             created_ms: now_ms(),
         };
-        let answer = self.objects.meta.write(cmd).await.map_err(from_meta)?;
+        let answer = self.objects.meta.send(create).await.map_err(from_meta)?;
         self.access.forget(&name);
         match answer {
-            CommandResult::BucketCreated => {
+            Ok(()) => {
                 tracing::info!(bucket = %name, "bucket created");
                 Ok(S3Response::new(CreateBucketOutput {
                     location: Some(format!("/{name}")),
                 }))
             }
-            CommandResult::BucketAlreadyOwnedByYou => Err(s3_error!(
+            Err(Refused::BucketAlreadyOwnedByYou) => Err(s3_error!(
                 BucketAlreadyOwnedByYou,
                 "Your previous request to create the named bucket succeeded and you already own it."
             )),
-            CommandResult::BucketAlreadyExists => Err(s3_error!(BucketAlreadyExists)),
-            _ => Err(unexpected("CreateBucket")),
+            Err(Refused::BucketAlreadyExists) => Err(s3_error!(BucketAlreadyExists)),
+            Err(_) => Err(unexpected("CreateBucket")),
         }
     }
 
@@ -169,24 +169,21 @@ impl Gateway {
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let name = req.input.bucket.clone();
-        let answer = self
-            .objects
-            .meta
-            .write(Command::DeleteBucket { name: name.clone() })
+        let answer = delete_bucket(&self.objects.meta, &name)
             .await
             .map_err(from_meta)?;
         self.access.forget(&name);
         match answer {
-            CommandResult::Ok => {
-                tracing::info!(bucket = %name, "bucket deleted");
+            Ok(id) => {
+                tracing::info!(bucket = %name, id = id.0, "bucket deleted");
                 Ok(S3Response::new(DeleteBucketOutput {}))
             }
-            CommandResult::NoSuchBucket => Err(no_such_bucket(&name)),
-            CommandResult::BucketNotEmpty => Err(s3_error!(
+            Err(Refused::NoSuchBucket) => Err(no_such_bucket(&name)),
+            Err(Refused::BucketNotEmpty) => Err(s3_error!(
                 BucketNotEmpty,
                 "The bucket you tried to delete is not empty"
             )),
-            _ => Err(unexpected("DeleteBucket")),
+            Err(_) => Err(unexpected("DeleteBucket")),
         }
     }
 
@@ -227,7 +224,7 @@ impl Gateway {
     ) -> S3Result<S3Response<GetObjectAclOutput>> {
         let b = self.access.bucket(&req.input.bucket).await?;
         self.objects
-            .head(&req.input.bucket, &req.input.key)
+            .head(b.id, &req.input.key)
             .await
             .map_err(|e| crate::error::from_object(e, &req.input.bucket))?;
         let (owner, grants) = private_acl(&b.owner);
@@ -243,7 +240,7 @@ impl Gateway {
         req: S3Request<PutObjectAclInput>,
     ) -> S3Result<S3Response<PutObjectAclOutput>> {
         self.objects
-            .head(&req.input.bucket, &req.input.key)
+            .head(self.bucket_id(&req.input.bucket).await?, &req.input.key)
             .await
             .map_err(|e| crate::error::from_object(e, &req.input.bucket))?;
         match &req.input.acl {
@@ -282,13 +279,13 @@ const MAX_CORS_CONFIG_BYTES: usize = 64 * 1024;
 const MAX_BUCKET_TAGS: usize = 50;
 
 impl Gateway {
-    async fn set_bucket(&self, cmd: Command, bucket: &str) -> S3Result<()> {
-        let answer = self.objects.meta.write(cmd).await.map_err(from_meta)?;
+    async fn set_bucket(&self, change: impl WriteRequest, bucket: &str) -> S3Result<()> {
+        let answer = self.objects.meta.send(change).await.map_err(from_meta)?;
         self.access.forget(bucket);
         match answer {
-            CommandResult::Ok => Ok(()),
-            CommandResult::NoSuchBucket => Err(no_such_bucket(bucket)),
-            _ => Err(unexpected("bucket settings")),
+            Ok(()) => Ok(()),
+            Err(Refused::NoSuchBucket) => Err(no_such_bucket(bucket)),
+            Err(_) => Err(unexpected("bucket settings")),
         }
     }
 
@@ -359,7 +356,7 @@ impl Gateway {
             ));
         }
         self.set_bucket(
-            Command::SetBucketCors {
+            SetBucketCors {
                 bucket: input.bucket.clone(),
                 rules: out,
             },
@@ -404,7 +401,7 @@ impl Gateway {
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         let bucket = req.input.bucket;
         self.set_bucket(
-            Command::SetBucketCors {
+            SetBucketCors {
                 bucket: bucket.clone(),
                 rules: Vec::new(),
             },
@@ -421,7 +418,7 @@ impl Gateway {
         let input = req.input;
         let tags = tags_of(input.tagging.tag_set, MAX_BUCKET_TAGS)?;
         self.set_bucket(
-            Command::SetBucketTags {
+            SetBucketTags {
                 bucket: input.bucket.clone(),
                 tags,
             },
@@ -450,7 +447,7 @@ impl Gateway {
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         let bucket = req.input.bucket;
         self.set_bucket(
-            Command::SetBucketTags {
+            SetBucketTags {
                 bucket: bucket.clone(),
                 tags: Default::default(),
             },

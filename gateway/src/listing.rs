@@ -2,7 +2,8 @@
 //! tokens and owners (V1 always; V2 with `fetch-owner`). Objects are owned by their bucket's
 //! owner (buckets are the unit of ownership here, as with AWS's BucketOwnerEnforced default).
 
-use baobab::meta::{ListObjectsPage, ListObjectsQuery, Query, QueryResult};
+use baobab::meta::request::ListObjects;
+use baobab::meta::{ListObjectsPage, ListObjectsQuery, Refused};
 use baobab::types::MAX_KEYS_PER_PAGE;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -107,22 +108,21 @@ fn common_prefixes(page: &ListObjectsPage, enc: Encoder) -> Vec<CommonPrefix> {
 }
 
 impl Gateway {
-    async fn list_page(&self, q: ListObjectsQuery) -> S3Result<ListObjectsPage> {
+    /// One page of bucket `bucket` (whose id `q` names).
+    async fn list_page(&self, bucket: &str, q: ListObjectsQuery) -> S3Result<ListObjectsPage> {
         if q.max_keys == 0 {
-            self.access.bucket(&q.bucket).await?;
             return Ok(ListObjectsPage::default());
         }
-        let bucket = q.bucket.clone();
         match self
             .objects
             .meta
-            .read(Query::ListObjects(q))
+            .ask(ListObjects(q))
             .await
             .map_err(from_meta)?
         {
-            QueryResult::Objects(page) => Ok(page),
-            QueryResult::NoSuchBucket => Err(no_such_bucket(&bucket)),
-            _ => Err(unexpected("ListObjects")),
+            Ok(page) => Ok(page),
+            Err(Refused::NoSuchBucket) => Err(no_such_bucket(bucket)),
+            Err(_) => Err(unexpected("ListObjects")),
         }
     }
 
@@ -145,8 +145,8 @@ impl Gateway {
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let page = self
-            .list_page(ListObjectsQuery {
-                bucket: input.bucket.clone(),
+            .list_page(&input.bucket, ListObjectsQuery {
+                bucket: self.bucket_id(&input.bucket).await?,
                 prefix: prefix.clone(),
                 delimiter: delimiter.clone(),
                 start_after,
@@ -190,8 +190,8 @@ impl Gateway {
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let page = self
-            .list_page(ListObjectsQuery {
-                bucket: input.bucket.clone(),
+            .list_page(&input.bucket, ListObjectsQuery {
+                bucket: self.bucket_id(&input.bucket).await?,
                 prefix: prefix.clone(),
                 delimiter: delimiter.clone(),
                 start_after: input.marker.clone().filter(|m| !m.is_empty()),

@@ -86,7 +86,7 @@ impl Gateway {
             None => None,
         };
         let spec = WriteSpec {
-            bucket: input.bucket.clone(),
+            bucket: self.bucket_id(&input.bucket).await?,
             key: input.key.clone(),
             headers: object_headers(header_fields!(input))?,
             condition: None,
@@ -132,7 +132,7 @@ impl Gateway {
         let part = self
             .objects
             .put_part(
-                &input.bucket,
+                self.bucket_id(&input.bucket).await?,
                 &input.key,
                 &input.upload_id,
                 number,
@@ -160,7 +160,7 @@ impl Gateway {
         let number = part_number(input.part_number)?;
         // The upload must exist before any data moves.
         self.objects
-            .upload(&input.bucket, &input.key, &input.upload_id)
+            .upload(self.bucket_id(&input.bucket).await?, &input.key, &input.upload_id)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         let (src_bucket, src_key, record) = self
@@ -181,11 +181,11 @@ impl Gateway {
         };
         let body = self
             .objects
-            .read(&src_bucket, &src_key, &record, range.start, range.end);
+            .read(src_bucket.id, &src_key, &record, range.start, range.end);
         let part = self
             .objects
             .put_part(
-                &input.bucket,
+                self.bucket_id(&input.bucket).await?,
                 &input.key,
                 &input.upload_id,
                 number,
@@ -234,7 +234,7 @@ impl Gateway {
             });
         }
         let request = CompleteRequest {
-            bucket: input.bucket.clone(),
+            bucket: self.bucket_id(&input.bucket).await?,
             key: input.key.clone(),
             upload_id: input.upload_id.clone(),
             parts,
@@ -265,7 +265,7 @@ impl Gateway {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
         self.objects
-            .abort(&input.bucket, &input.key, &input.upload_id)
+            .abort(self.bucket_id(&input.bucket).await?, &input.key, &input.upload_id)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
@@ -285,7 +285,7 @@ impl Gateway {
         let page = self
             .objects
             .list_parts(ListPartsQuery {
-                bucket: input.bucket.clone(),
+                bucket: self.bucket_id(&input.bucket).await?,
                 key: input.key.clone(),
                 upload_id: input.upload_id.clone(),
                 after: marker,
@@ -349,7 +349,7 @@ impl Gateway {
         let page = self
             .objects
             .list_uploads(ListUploadsQuery {
-                bucket: input.bucket.clone(),
+                bucket: self.bucket_id(&input.bucket).await?,
                 prefix: prefix.clone(),
                 delimiter: delimiter.clone(),
                 key_marker: input.key_marker.clone(),

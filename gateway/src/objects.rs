@@ -2,10 +2,11 @@
 //! tagging, GetObjectAttributes. Each turns its S3 input into an object-service call.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use baobab::codec::checksum::{ChecksumSelection, Checksums};
 use baobab::meta::ObjectData;
-use baobab::meta::{ObjectRecord, PartRef};
+use baobab::meta::{BucketRecord, ObjectRecord, PartRef};
 use baobab::object::{DataExpectations, WriteSpec};
 use baobab::types::{MAX_KEYS_PER_PAGE, MAX_KEY_LEN_BYTES, MAX_OBJECT_SIZE_BYTES, MAX_OBJECT_TAGS};
 use bytes::Bytes;
@@ -203,7 +204,7 @@ impl Gateway {
             return Err(s3_error!(IncompleteBody));
         };
         let spec = WriteSpec {
-            bucket: input.bucket.clone(),
+            bucket: self.bucket_id(&input.bucket).await?,
             key: input.key.clone(),
             headers: object_headers(header_fields!(input))?,
             condition: write_condition(input.if_none_match.as_ref(), input.if_match.as_ref())?,
@@ -239,7 +240,7 @@ impl Gateway {
     ) -> S3Result<(ObjectRecord, ReadPlan)> {
         let record = self
             .objects
-            .head(bucket, key)
+            .head(self.bucket_id(bucket).await?, key)
             .await
             .map_err(|e| from_object(e, bucket))?;
         conditions.check_read(&record)?;
@@ -261,9 +262,10 @@ impl Gateway {
                 input.part_number,
             )
             .await?;
-        let mut stream =
-            self.objects
-                .read(&input.bucket, &input.key, &record, plan.start, plan.end);
+        let bucket = self.bucket_id(&input.bucket).await?;
+        let mut stream = self
+            .objects
+            .read(bucket, &input.key, &record, plan.start, plan.end);
         // The first window is read before the answer's head: an object that cannot be read
         // (too few intact shards reachable) gets a clean S3 error, not a 200 cut short.
         let first = match stream.next().await {
@@ -330,7 +332,7 @@ impl Gateway {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let bucket = &req.input.bucket;
         self.objects
-            .delete(bucket, &req.input.key)
+            .delete(self.bucket_id(bucket).await?, &req.input.key)
             .await
             .map_err(|e| from_object(e, bucket))?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -346,11 +348,12 @@ impl Gateway {
         }
         let quiet = input.delete.quiet.unwrap_or(false);
         let bucket = input.bucket.as_str();
+        let id = self.bucket_id(bucket).await?;
         // Deletes in parallel (each is its own metadata command, group-committed together);
         // answers in request order.
         let outcomes: Vec<_> = futures::stream::iter(input.delete.objects)
             .map(|obj| async move {
-                let r = self.objects.delete(bucket, &obj.key).await;
+                let r = self.objects.delete(id, &obj.key).await;
                 (obj.key, r)
             })
             .buffered(DELETE_OBJECTS_CONCURRENCY)
@@ -390,7 +393,7 @@ impl Gateway {
         key_id: &str,
         source: &CopySource,
         conditions: ReadConditions<'_>,
-    ) -> S3Result<(String, String, ObjectRecord)> {
+    ) -> S3Result<(Arc<BucketRecord>, String, ObjectRecord)> {
         let CopySource::Bucket {
             bucket,
             key,
@@ -408,15 +411,14 @@ impl Gateway {
                 "The specified version does not exist."
             ));
         }
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        self.access.require(key_id, &bucket, Need::Read).await?;
+        let bucket = self.access.require(key_id, bucket, Need::Read).await?;
         let record = self
             .objects
-            .head(&bucket, &key)
+            .head(bucket.id, key)
             .await
-            .map_err(|e| from_object(e, &bucket))?;
+            .map_err(|e| from_object(e, &bucket.name))?;
         conditions.check_copy_source(&record)?;
-        Ok((bucket, key, record))
+        Ok((bucket, key.to_string(), record))
     }
 
     pub(crate) async fn copy_object(
@@ -437,7 +439,7 @@ impl Gateway {
             .tagging_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
-        if src_bucket == input.bucket && src_key == input.key && !replace && !replace_tags {
+        if src_bucket.name == input.bucket && src_key == input.key && !replace && !replace_tags {
             return Err(s3_error!(InvalidRequest, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."));
         }
         if record.size > MAX_OBJECT_SIZE_BYTES {
@@ -463,7 +465,7 @@ impl Gateway {
             None => record.checksums.algorithms().for_each(|a| sel.add(a)),
         }
         let spec = WriteSpec {
-            bucket: input.bucket.clone(),
+            bucket: self.bucket_id(&input.bucket).await?,
             key: input.key.clone(),
             headers,
             condition: None,
@@ -476,7 +478,7 @@ impl Gateway {
         };
         let body = self
             .objects
-            .read(&src_bucket, &src_key, &record, 0, record.size);
+            .read(src_bucket.id, &src_key, &record, 0, record.size);
         let out = self
             .objects
             .put(spec, body, expect, Checksums::default)
@@ -502,7 +504,7 @@ impl Gateway {
         let input = req.input;
         let record = self
             .objects
-            .head(&input.bucket, &input.key)
+            .head(self.bucket_id(&input.bucket).await?, &input.key)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         Ok(S3Response::new(GetObjectTaggingOutput {
@@ -518,7 +520,7 @@ impl Gateway {
         let input = req.input;
         let tags = tags_of(input.tagging.tag_set, MAX_OBJECT_TAGS)?;
         self.objects
-            .set_tags(&input.bucket, &input.key, tags)
+            .set_tags(self.bucket_id(&input.bucket).await?, &input.key, tags)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         Ok(S3Response::new(PutObjectTaggingOutput::default()))
@@ -530,7 +532,7 @@ impl Gateway {
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let input = req.input;
         self.objects
-            .set_tags(&input.bucket, &input.key, BTreeMap::new())
+            .set_tags(self.bucket_id(&input.bucket).await?, &input.key, BTreeMap::new())
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
@@ -543,7 +545,7 @@ impl Gateway {
         let input = req.input;
         let record = self
             .objects
-            .head(&input.bucket, &input.key)
+            .head(self.bucket_id(&input.bucket).await?, &input.key)
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         let wants = |name: &str| {

@@ -159,7 +159,7 @@ impl PostObjects {
             .ok_or_else(|| policy::missing_field("policy"))?;
         let record = self.keys.record(key_id).await?;
         policy::verify(&signer, &record.secret, policy_b64)?;
-        self.access.require(key_id, bucket, Need::Write).await?;
+        let bucket_id = self.access.require(key_id, bucket, Need::Write).await?.id;
         let post_policy = PostPolicy::from_base64(policy_b64).map_err(|e| {
             S3Error::with_message(
                 S3ErrorCode::InvalidPolicyDocument,
@@ -175,7 +175,7 @@ impl PostObjects {
         check_key(&key)?;
 
         let spec = WriteSpec {
-            bucket: bucket.to_string(),
+            bucket: bucket_id,
             key: key.clone(),
             headers: stored_headers(&fields)?,
             condition: None,

@@ -17,6 +17,13 @@ pub struct Gateway {
     pub region: String,
 }
 
+impl Gateway {
+    /// The id of bucket `name` (from the access rule's cache: the record it just checked).
+    pub(crate) async fn bucket_id(&self, name: &str) -> S3Result<baobab::types::BucketId> {
+        Ok(self.access.bucket(name).await?.id)
+    }
+}
+
 /// The access key that signed the request (the access rule refused anonymous ones).
 pub fn caller<T>(req: &S3Request<T>) -> S3Result<String> {
     req.credentials

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use baobab::codec::checksum::Checksums;
+use baobab::meta::request::CreateBucket;
 use baobab::meta::{Command, ObjectData, ObjectRecord};
 use baobab::object::{DataExpectations, ObjectError, ObjectService, WriteSpec};
 use baobab::rpc::RpcClient;
@@ -23,6 +24,8 @@ use tokio::time::Instant;
 use crate::check::{KeyHistory, Value, WriteOp};
 
 pub const BUCKET: &str = "sim";
+/// The id the workload creates [`BUCKET`] with.
+pub const BUCKET_ID: BucketId = BucketId(1);
 /// How long the client waits, after the workload, for every record to name all its shards:
 /// past the heal worker's longest backoff (10 min), which failed attempts during the faults
 /// may have reached. Idle simulated time is cheap.
@@ -121,12 +124,12 @@ pub async fn run_client(
 async fn create_bucket(shared: &Shared) -> turmoil::Result {
     let deadline = Duration::from_secs(60);
     loop {
-        let cmd = Command::CreateBucket {
+        let cmd = Command::CreateBucket(CreateBucket {
             name: BUCKET.to_string(),
-            id: BucketId(1),
+            id: BUCKET_ID,
             owner: "sim".to_string(),
             created_ms: 0,
-        };
+        });
         match shared.svc.meta.write(cmd).await {
             Ok(_) => return Ok(()),
             Err(e) if shared.now() < deadline => {
@@ -206,7 +209,7 @@ async fn put(shared: &Shared, key: usize, content_seed: u64, len: usize) {
         .map(|i| Ok(body.slice(i * 64 * 1024..((i + 1) * 64 * 1024).min(len))))
         .collect();
     let spec = WriteSpec {
-        bucket: BUCKET.to_string(),
+        bucket: BUCKET_ID,
         key: key_name(key),
         headers: Default::default(),
         condition: None,
@@ -232,7 +235,7 @@ async fn put(shared: &Shared, key: usize, content_seed: u64, len: usize) {
 async fn delete(shared: &Shared, key: usize) {
     let (id, slot) = begin_write(shared, key, Value::Absent);
     tracing::debug!(target: "baobab_sim", op = id, key, "delete");
-    let result = shared.svc.delete(BUCKET, &key_name(key)).await;
+    let result = shared.svc.delete(BUCKET_ID, &key_name(key)).await;
     end_write(shared, key, slot, result);
 }
 
@@ -244,12 +247,12 @@ enum Read {
 
 async fn read(shared: &Shared, key: usize) -> Read {
     let name = key_name(key);
-    let record = match shared.svc.head(BUCKET, &name).await {
+    let record = match shared.svc.head(BUCKET_ID, &name).await {
         Ok(r) => r,
         Err(ObjectError::NoSuchKey) => return Read::Value(Value::Absent, None),
         Err(e) => return Read::Unavailable(e.to_string()),
     };
-    let mut stream = shared.svc.read(BUCKET, &name, &record, 0, record.size);
+    let mut stream = shared.svc.read(BUCKET_ID, &name, &record, 0, record.size);
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -312,7 +315,7 @@ async fn wait_for_healing(shared: &Shared, spec: &WorkloadSpec) {
     while shared.now() < deadline {
         let mut healed = true;
         for key in 0..spec.keys {
-            match shared.svc.head(BUCKET, &key_name(key)).await {
+            match shared.svc.head(BUCKET_ID, &key_name(key)).await {
                 Ok(record) if missing_shards(&record) > 0 => healed = false,
                 Ok(_) | Err(ObjectError::NoSuchKey) => {}
                 Err(_) => healed = false,

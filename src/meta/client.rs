@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 
 use super::error::MetaError;
 use super::model::{Command, CommandResult, Query, QueryResult, RequestId, Write};
+use super::request::{ReadRequest, Refused, WriteRequest};
 use super::node::{ReadReply, WriteReply, PATH_META_READ, PATH_META_WRITE};
 use crate::rpc::{RpcClient, RpcError};
 use crate::types::NodeId;
@@ -111,6 +112,28 @@ impl MetaClient {
             cmd,
         };
         self.call::<_, WriteReply, _>(PATH_META_WRITE, &write).await
+    }
+
+    /// Sends a typed write request through the leader of its group (exactly once, as
+    /// [`Self::write`]): done, or one of the refusals the request can meet.
+    pub async fn send<W: WriteRequest>(&self, req: W) -> Result<Result<(), Refused>, MetaError> {
+        let result = self.write(req.into()).await?;
+        W::outcome(result).map_err(|other| MetaError::UnexpectedReply {
+            request: W::NAME,
+            reply: format!("{other:?}"),
+        })
+    }
+
+    /// Answers a typed read request through the leader of its group.
+    pub async fn ask<R: ReadRequest>(
+        &self,
+        req: R,
+    ) -> Result<Result<R::Reply, Refused>, MetaError> {
+        let result = self.read(req.into()).await?;
+        R::reply(result).map_err(|other| MetaError::UnexpectedReply {
+            request: R::NAME,
+            reply: format!("{other:?}"),
+        })
     }
 
     /// Sends `write` as it is (its id included): how a retry looks to the group.

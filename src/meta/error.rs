@@ -18,6 +18,16 @@ pub enum MetaError {
     /// A peer refused the request for a reason retrying cannot fix (e.g. a 4xx answer).
     #[error("metadata rpc: {0}")]
     Rpc(String),
+    /// The group answered a request with a result that request cannot have (a bug, or a
+    /// member of another version).
+    #[error("metadata request {request} got an answer it cannot have: {reply}")]
+    UnexpectedReply {
+        request: &'static str,
+        reply: String,
+    },
+    /// The database was written in a format this build does not read.
+    #[error("metadata format: {0}")]
+    Format(String),
 }
 
 impl MetaError {
@@ -25,7 +35,11 @@ impl MetaError {
     pub fn is_retryable(&self) -> bool {
         match self {
             MetaError::Unavailable { .. } | MetaError::Raft(_) => true,
-            MetaError::Storage(_) | MetaError::Codec(_) | MetaError::Rpc(_) => false,
+            MetaError::Storage(_)
+            | MetaError::Codec(_)
+            | MetaError::Rpc(_)
+            | MetaError::UnexpectedReply { .. }
+            | MetaError::Format(_) => false,
         }
     }
 }

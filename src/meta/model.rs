@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::request::*;
 use crate::codec::shard_format::ShardDigests;
 use crate::types::{BucketId, NodeId, VersionId};
 
@@ -356,111 +357,30 @@ pub struct ObjectSummary {
     pub last_modified_ms: i64,
 }
 
-/// A state-changing command, replicated through Raft and applied in log order.
+/// A state-changing command, replicated through Raft and applied in log order: the envelope
+/// of the typed write requests ([`super::request`], which say what each does).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    CreateBucket {
-        name: String,
-        id: BucketId,
-        owner: String,
-        created_ms: i64,
-    },
-    DeleteBucket {
-        name: String,
-    },
-    PutObject {
-        bucket: String,
-        key: String,
-        record: ObjectRecord,
-        #[serde(default)]
-        condition: Option<WriteCondition>,
-    },
-    DeleteObject {
-        bucket: String,
-        key: String,
-    },
-    /// Creates the key unless a key with this id exists.
-    CreateAccessKey {
-        record: AccessKeyRecord,
-    },
-    DeleteAccessKey {
-        key_id: String,
-    },
-    SetKeyCreateBucket {
-        key_id: String,
-        allow: bool,
-    },
-    /// Sets `key_id`'s rights on a bucket (all false: removes its grant).
-    SetBucketGrant {
-        bucket: String,
-        key_id: String,
-        rights: BucketRights,
-    },
-    /// Replaces a bucket's tags (empty: none).
-    SetBucketTags {
-        bucket: String,
-        tags: BTreeMap<String, String>,
-    },
-    /// Replaces a bucket's CORS rules (empty: none).
-    SetBucketCors {
-        bucket: String,
-        rules: Vec<CorsRule>,
-    },
-    CreateUpload {
-        bucket: String,
-        upload: UploadRecord,
-    },
-    /// Stores a part (replacing a part with the same number).
-    PutPart {
-        bucket: String,
-        key: String,
-        upload_id: String,
-        part: PartRecord,
-    },
-    /// Makes the listed parts (number, version) the object; fails with `PartsChanged` if any
-    /// of them was replaced or is gone, so the caller's checks on them still hold.
-    CompleteUpload {
-        bucket: String,
-        key: String,
-        upload_id: String,
-        parts: Vec<(u32, VersionId)>,
-        /// The record to store; its `data` is filled in from the stored parts.
-        record: ObjectRecord,
-        condition: Option<WriteCondition>,
-    },
-    AbortUpload {
-        bucket: String,
-        key: String,
-        upload_id: String,
-    },
-    /// Replaces an object's tags, if its current version is `version`.
-    SetObjectTags {
-        bucket: String,
-        key: String,
-        version: VersionId,
-        tags: BTreeMap<String, String>,
-    },
-    /// The retire worker's progress: forgets the queue entries whose shards are all deleted,
-    /// and puts back those with shards left (under their new `retired_ms`, so they wait one
-    /// more grace), each only if its old entry is still queued (idempotent).
-    RetireProgress {
-        done: Vec<GarbageId>,
-        retry: Vec<(GarbageId, GarbageRecord)>,
-    },
-    /// Queues damaged shards for healing (a read or the scrub found them); findings about data
-    /// no record holds any more are dropped. Idempotent.
-    QueueHeal {
-        reports: Vec<HealReport>,
-    },
-    /// The heal worker's result for one queued piece (idempotent).
-    HealProgress {
-        version: VersionId,
-        result: HealResult,
-    },
-    /// The scrub worker's progress over one page of records.
-    ScrubProgress {
-        page: ScrubPage,
-    },
+    CreateBucket(CreateBucket),
+    DeleteBucket(DeleteBucket),
+    CreateAccessKey(CreateAccessKey),
+    DeleteAccessKey(DeleteAccessKey),
+    SetKeyCreateBucket(SetKeyCreateBucket),
+    SetBucketGrant(SetBucketGrant),
+    SetBucketTags(SetBucketTags),
+    SetBucketCors(SetBucketCors),
+    SealBucket(SealBucket),
+    PutObject(PutObject),
+    DeleteObject(DeleteObject),
+    SetObjectTags(SetObjectTags),
+    CreateUpload(CreateUpload),
+    PutPart(PutPart),
+    CompleteUpload(CompleteUpload),
+    AbortUpload(AbortUpload),
+    RetireProgress(RetireProgress),
+    QueueHeal(QueueHeal),
+    HealProgress(HealProgress),
+    ScrubProgress(ScrubProgress),
 }
 
 /// Names one client write across its retries: the writing client's random id and the write's
@@ -550,37 +470,26 @@ pub enum CommandResult {
     UploadAborted,
 }
 
-/// A read, answered linearizably by the leader.
+/// A read, answered linearizably by the leader: the envelope of the typed read requests
+/// ([`super::request`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Query {
-    GetBucket {
-        name: String,
-    },
-    ListBuckets,
-    GetObject {
-        bucket: String,
-        key: String,
-    },
-    ListObjects(ListObjectsQuery),
-    GetAccessKey {
-        key_id: String,
-    },
-    ListAccessKeys,
-    GetUpload {
-        bucket: String,
-        key: String,
-        upload_id: String,
-    },
-    ListParts(ListPartsQuery),
-    ListUploads(ListUploadsQuery),
-    /// The repair queue and what healing and scrubbing verified (`baobab repair status`).
-    RepairStatus,
+    GetBucket(GetBucket),
+    ListBuckets(ListBuckets),
+    GetAccessKey(GetAccessKey),
+    ListAccessKeys(ListAccessKeys),
+    GetObject(GetObject),
+    ListObjects(ListObjects),
+    GetUpload(GetUpload),
+    ListParts(ListParts),
+    ListUploads(ListUploads),
+    RepairStatus(RepairStatus),
 }
 
 /// Parts of one upload with numbers above `after`, at most `max_parts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListPartsQuery {
-    pub bucket: String,
+    pub bucket: BucketId,
     pub key: String,
     pub upload_id: String,
     pub after: u32,
@@ -598,7 +507,7 @@ pub struct PartsPage {
 /// upload_id_marker) as ListMultipartUploads defines it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListUploadsQuery {
-    pub bucket: String,
+    pub bucket: BucketId,
     pub prefix: String,
     pub delimiter: Option<String>,
     pub key_marker: Option<String>,
@@ -619,7 +528,7 @@ pub struct UploadsPage {
 /// `prefix`, grouped at the first `delimiter` after the prefix into common prefixes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListObjectsQuery {
-    pub bucket: String,
+    pub bucket: BucketId,
     pub prefix: String,
     pub delimiter: Option<String>,
     pub start_after: Option<String>,

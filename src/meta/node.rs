@@ -158,8 +158,8 @@ async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
 
 fn inline_len(write: &Write) -> usize {
     match &write.cmd {
-        Command::PutObject { record, .. } => record.data.inline_len(),
-        Command::PutPart { part, .. } => part.data.inline_len(),
+        Command::PutObject(c) => c.record.data.inline_len(),
+        Command::PutPart(c) => c.part.data.inline_len(),
         _ => 0,
     }
 }
@@ -501,6 +501,7 @@ mod tests {
     use hyper::body::Incoming;
 
     use super::*;
+    use crate::meta::request::*;
     use crate::meta::model::{ListObjectsQuery, ObjectData, ObjectRecord};
     use crate::meta::MetaClient;
     use crate::rpc::cert::ClusterCa;
@@ -539,13 +540,13 @@ mod tests {
 
     async fn list_all(client: &MetaClient) -> Vec<String> {
         let q = ListObjectsQuery {
-            bucket: "photos".into(),
+            bucket: BucketId(42),
             prefix: String::new(),
             delimiter: None,
             start_after: None,
             max_keys: 1000,
         };
-        match client.read(Query::ListObjects(q)).await.expect("list") {
+        match client.read(Query::ListObjects(ListObjects(q))).await.expect("list") {
             QueryResult::Objects(p) => p.objects.into_iter().map(|o| o.key).collect(),
             other => panic!("unexpected {other:?}"),
         }
@@ -581,12 +582,12 @@ mod tests {
             members.keys().copied().collect(),
         );
 
-        let create = Command::CreateBucket {
+        let create = Command::CreateBucket(CreateBucket {
             name: "photos".into(),
             id: BucketId(42),
             owner: "alice".into(),
             created_ms: 1,
-        };
+        });
         assert_eq!(
             client.write(create.clone()).await.expect("create"),
             CommandResult::BucketCreated
@@ -600,12 +601,12 @@ mod tests {
         let puts = (0..20u64).map(|i| {
             let client = client.clone();
             async move {
-                let cmd = Command::PutObject {
-                    bucket: "photos".into(),
+                let cmd = Command::PutObject(PutObject {
+                    bucket: BucketId(42),
                     key: format!("img/{i:02}"),
                     record: object(i),
                     condition: None,
-                };
+                });
                 client.write(cmd).await
             }
         });
@@ -618,23 +619,23 @@ mod tests {
         // resent after the failover below (to the new leader).
         let v1 = Write {
             id: Some(client.next_request_id()),
-            cmd: Command::PutObject {
-                bucket: "photos".into(),
+            cmd: Command::PutObject(PutObject {
+                bucket: BucketId(42),
                 key: "twice".into(),
                 record: object(1),
                 condition: None,
-            },
+            }),
         };
         assert_eq!(
             client.write_as(&v1).await.expect("v1"),
             CommandResult::ObjectPut
         );
-        let v2 = Command::PutObject {
-            bucket: "photos".into(),
+        let v2 = Command::PutObject(PutObject {
+            bucket: BucketId(42),
             key: "twice".into(),
             record: object(2),
             condition: None,
-        };
+        });
         assert_eq!(
             client.write(v2).await.expect("v2"),
             CommandResult::ObjectPut
@@ -651,12 +652,12 @@ mod tests {
         }
 
         let started = std::time::Instant::now();
-        let cmd = Command::PutObject {
-            bucket: "photos".into(),
+        let cmd = Command::PutObject(PutObject {
+            bucket: BucketId(42),
             key: "after-failover".into(),
             record: object(3),
             condition: None,
-        };
+        });
         assert_eq!(
             client.write(cmd).await.expect("write after failover"),
             CommandResult::ObjectPut
@@ -674,10 +675,10 @@ mod tests {
             "the resent write gets its first answer"
         );
         let twice = client
-            .read(Query::GetObject {
-                bucket: "photos".into(),
+            .read(Query::GetObject(GetObject {
+                bucket: BucketId(42),
                 key: "twice".into(),
-            })
+            }))
             .await
             .expect("get");
         assert_eq!(
@@ -690,10 +691,10 @@ mod tests {
         assert_eq!(keys.len(), 22);
         assert!(keys.iter().any(|k| k == "img/19"));
         let got = client
-            .read(Query::GetObject {
-                bucket: "photos".into(),
+            .read(Query::GetObject(GetObject {
+                bucket: BucketId(42),
                 key: "img/05".into(),
-            })
+            }))
             .await
             .expect("get");
         assert_eq!(got, QueryResult::Object(Some(object(5))));
@@ -789,12 +790,12 @@ mod tests {
             members.keys().copied().collect(),
         );
         client
-            .write(Command::CreateBucket {
+            .write(Command::CreateBucket(CreateBucket {
                 name: "photos".into(),
                 id: BucketId(42),
                 owner: "alice".into(),
                 created_ms: 1,
-            })
+            }))
             .await
             .expect("create");
         let record_of = |i: u64| {
@@ -807,12 +808,12 @@ mod tests {
         use futures::StreamExt;
         let puts = futures::stream::iter(0..records).map(|i| {
             let client = client.clone();
-            let cmd = Command::PutObject {
-                bucket: "photos".into(),
+            let cmd = Command::PutObject(PutObject {
+                bucket: BucketId(42),
                 key: format!("k{i:04}"),
                 record: record_of(i),
                 condition: None,
-            };
+            });
             async move { client.write(cmd).await }
         });
         let results: Vec<_> = puts.buffer_unordered(8).collect().await;
@@ -908,10 +909,10 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let last = records - 1;
         loop {
-            let q = Query::GetObject {
-                bucket: "photos".into(),
+            let q = Query::GetObject(GetObject {
+                bucket: BucketId(42),
                 key: format!("k{last:04}"),
-            };
+            });
             if back.db.query(&q).expect("query") == QueryResult::Object(Some(record_of(last))) {
                 break;
             }
@@ -923,10 +924,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if purge_log {
-            let q = Query::GetObject {
-                bucket: "photos".into(),
+            let q = Query::GetObject(GetObject {
+                bucket: BucketId(42),
                 key: "k0000".into(),
-            };
+            });
             assert_eq!(
                 back.db.query(&q).expect("query"),
                 QueryResult::Object(Some(record_of(0)))

@@ -79,6 +79,7 @@ enum Range {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::request::*;
     use crate::meta::model::{Command, CommandResult, ObjectData, ObjectHeaders, UploadRecord};
     use crate::meta::state::mem::MemState;
     use crate::types::{BucketId, NodeId};
@@ -106,17 +107,17 @@ mod tests {
     }
 
     fn put(key: &str, version: u128) -> Command {
-        Command::PutObject {
-            bucket: "b".into(),
+        Command::PutObject(PutObject {
+            bucket: BucketId(1),
             key: key.into(),
             record: record(version, sharded()),
             condition: None,
-        }
+        })
     }
 
     fn part(upload_id: &str, number: u32, version: u128) -> Command {
-        Command::PutPart {
-            bucket: "b".into(),
+        Command::PutPart(PutPart {
+            bucket: BucketId(1),
             key: "multi".into(),
             upload_id: upload_id.into(),
             part: PartRecord {
@@ -128,7 +129,7 @@ mod tests {
                 checksums: Default::default(),
                 data: sharded(),
             },
-        }
+        })
     }
 
     fn referenced(state: &MemState, versions: &[u128]) -> Vec<u128> {
@@ -145,30 +146,30 @@ mod tests {
     #[test]
     fn objects_parts_and_the_retire_queue_reference_their_versions() {
         let mut state = MemState::default();
-        let r = state.run(&Command::CreateBucket {
+        let r = state.run(&Command::CreateBucket(CreateBucket {
             name: "b".into(),
             id: BucketId(1),
             owner: "owner".into(),
             created_ms: 1,
-        });
+        }));
         assert_eq!(r, CommandResult::BucketCreated);
         assert_eq!(state.run(&put("single", 10)), CommandResult::ObjectPut);
         // Overwritten: 11 goes to the retire queue, 12 is the object.
         assert_eq!(state.run(&put("over", 11)), CommandResult::ObjectPut);
         assert_eq!(state.run(&put("over", 12)), CommandResult::ObjectPut);
         // An inline object references nothing on disk, but naming it is harmless.
-        let inline = Command::PutObject {
-            bucket: "b".into(),
+        let inline = Command::PutObject(PutObject {
+            bucket: BucketId(1),
             key: "small".into(),
             record: record(13, ObjectData::Inline(b"hi".to_vec())),
             condition: None,
-        };
+        });
         assert_eq!(state.run(&inline), CommandResult::ObjectPut);
 
         // An upload in progress with two parts, and one completed from parts 30 and 31.
         for (upload_id, versions) in [("up1", [20u128, 21]), ("up2", [30, 31])] {
-            let create = Command::CreateUpload {
-                bucket: "b".into(),
+            let create = Command::CreateUpload(CreateUpload {
+                bucket: BucketId(1),
                 upload: UploadRecord {
                     upload_id: upload_id.into(),
                     key: "multi".into(),
@@ -178,7 +179,7 @@ mod tests {
                     checksum_algorithm: None,
                     checksum_type: None,
                 },
-            };
+            });
             assert_eq!(state.run(&create), CommandResult::Ok, "{upload_id}");
             for (i, v) in versions.iter().enumerate() {
                 assert_eq!(
@@ -187,14 +188,14 @@ mod tests {
                 );
             }
         }
-        let complete = Command::CompleteUpload {
-            bucket: "b".into(),
+        let complete = Command::CompleteUpload(CompleteUpload {
+            bucket: BucketId(1),
             key: "multi".into(),
             upload_id: "up2".into(),
             parts: vec![(1, VersionId(30)), (2, VersionId(31))],
             record: record(32, ObjectData::Parts(vec![])),
             condition: None,
-        };
+        });
         assert_eq!(state.run(&complete), CommandResult::UploadCompleted);
 
         let all = [10, 11, 12, 13, 20, 21, 30, 31, 32, 40, 41];
@@ -207,16 +208,16 @@ mod tests {
         assert_eq!(referenced(&state, &[]), Vec::<u128>::new());
 
         // Deleted, then retired by the worker: no longer referenced.
-        state.run(&Command::DeleteObject {
-            bucket: "b".into(),
+        state.run(&Command::DeleteObject(DeleteObject {
+            bucket: BucketId(1),
             key: "single".into(),
-        });
+        }));
         assert_eq!(referenced(&state, &[10]), vec![10], "queued for retirement");
         let queued = crate::meta::garbage::due(&state, i64::MAX, 100).expect("due");
-        state.run(&Command::RetireProgress {
+        state.run(&Command::RetireProgress(RetireProgress {
             done: queued.iter().map(|g| g.id).collect(),
             retry: vec![],
-        });
+        }));
         assert_eq!(referenced(&state, &[10, 11, 12]), vec![12]);
     }
 }

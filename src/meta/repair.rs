@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::error::MetaError;
 use super::model::{CommandResult, ObjectData, ObjectRecord, PartRecord};
 use super::state::{
-    decode_value, encode_value, get_bucket, get_decoded, object_key, Op, StateRead,
+    decode_value, encode_value, get_decoded, object_key, Op, StateRead,
 };
-use crate::types::{NodeId, VersionId};
+use crate::types::{BucketId, NodeId, VersionId};
 
 pub(crate) const HEAL_PREFIX: &[u8] = b"h/";
 const STATS_KEY: &[u8] = b"r/stats";
@@ -44,8 +44,8 @@ pub enum ShardDamage {
 pub enum HealOwner {
     /// The state-machine key of the record (`o/…` or `p/…`).
     Record(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// The current object under a bucket name and key (what a gateway's GET knows).
-    Object { bucket: String, key: String },
+    /// The current object under a bucket and key (what a gateway's GET knows).
+    Object { bucket: BucketId, key: String },
 }
 
 /// A finding: shards of piece `version` that are damaged.
@@ -340,10 +340,7 @@ pub fn queue_ops(
         }
         let owner = match &report.owner {
             HealOwner::Record(k) => k.clone(),
-            HealOwner::Object { bucket, key } => match get_bucket(state, bucket)? {
-                Some(b) => object_key(b.id, key),
-                None => continue,
-            },
+            HealOwner::Object { bucket, key } => object_key(*bucket, key),
         };
         if piece(state, &owner, report.version)?.is_none() {
             continue;

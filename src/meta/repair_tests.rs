@@ -1,4 +1,5 @@
 use super::*;
+use crate::meta::request::*;
 use crate::meta::model::{Command, ObjectHeaders, Query, QueryResult, UploadRecord};
 use crate::meta::state::mem::MemState;
 use crate::meta::state::query;
@@ -16,28 +17,28 @@ fn sharded(nodes: &[Option<u64>]) -> ObjectData {
 
 fn setup() -> MemState {
     let mut s = MemState::default();
-    s.run(&Command::CreateBucket {
+    s.run(&Command::CreateBucket(CreateBucket {
         name: "b".into(),
         id: BucketId(7),
         owner: "o".into(),
         created_ms: 1,
-    });
+    }));
     s
 }
 
 fn put(s: &mut MemState, key: &str, version: u128, data: ObjectData) {
     let mut record = ObjectRecord::for_tests(version, 3000, "e".into(), vec![]);
     record.data = data;
-    s.run(&Command::PutObject {
-        bucket: "b".into(),
+    s.run(&Command::PutObject(PutObject {
+        bucket: BucketId(7),
         key: key.into(),
         record,
         condition: None,
-    });
+    }));
 }
 
 fn report_of(s: &MemState) -> RepairReport {
-    match query(s, &Query::RepairStatus).expect("query") {
+    match query(s, &Query::RepairStatus(RepairStatus)).expect("query") {
         QueryResult::Repair(r) => r,
         other => panic!("unexpected {other:?}"),
     }
@@ -84,10 +85,10 @@ fn healing_moves_the_record_only_from_what_the_worker_saw() {
         bytes: 10,
     };
     assert_eq!(
-        s.run(&Command::HealProgress {
+        s.run(&Command::HealProgress(HealProgress {
             version: VersionId(2),
             result: stale
-        }),
+        })),
         CommandResult::PreconditionFailed
     );
     assert_eq!(report_of(&s).queued_pieces, 1);
@@ -97,10 +98,10 @@ fn healing_moves_the_record_only_from_what_the_worker_saw() {
         shards: 1,
         bytes: 10,
     };
-    let cmd = Command::HealProgress {
+    let cmd = Command::HealProgress(HealProgress {
         version: VersionId(2),
         result: healed,
-    };
+    });
     assert_eq!(s.run(&cmd), CommandResult::Ok);
     assert_eq!(shards_of(&s, "k"), after);
     let r = report_of(&s);
@@ -121,10 +122,10 @@ fn findings_merge_and_stale_ones_are_dropped() {
         damage: BTreeMap::from([(i, d)]),
     };
     let by_name = HealOwner::Object {
-        bucket: "b".into(),
+        bucket: BucketId(7),
         key: "k".into(),
     };
-    s.run(&Command::QueueHeal {
+    s.run(&Command::QueueHeal(QueueHeal {
         reports: vec![
             finding(5, by_name.clone(), 0, ShardDamage::Missing),
             // An older version of the key: no record holds it.
@@ -133,22 +134,22 @@ fn findings_merge_and_stale_ones_are_dropped() {
             finding(
                 5,
                 HealOwner::Object {
-                    bucket: "nope".into(),
+                    bucket: BucketId(99),
                     key: "k".into(),
                 },
                 1,
                 ShardDamage::Missing,
             ),
         ],
-    });
-    s.run(&Command::QueueHeal {
+    }));
+    s.run(&Command::QueueHeal(QueueHeal {
         reports: vec![finding(
             5,
             HealOwner::Record(object_key(BucketId(7), "k")),
             2,
             ShardDamage::Corrupt,
         )],
-    });
+    }));
     let r = report_of(&s);
     assert_eq!(
         (r.queued_pieces, r.shards_missing, r.shards_corrupt),
@@ -157,13 +158,13 @@ fn findings_merge_and_stale_ones_are_dropped() {
     // A failure backs the entry off; new evidence makes it due again.
     s.run_at(
         2000,
-        &Command::HealProgress {
+        &Command::HealProgress(HealProgress {
             version: VersionId(5),
             result: HealResult::Failed {
                 error: "x".repeat(1000),
                 retry_at_ms: 60_000,
             },
-        },
+        }),
     );
     assert!(due(&s, 2000, 10).expect("due").is_empty());
     let entry = &report_of(&s).pending[0];
@@ -171,9 +172,9 @@ fn findings_merge_and_stale_ones_are_dropped() {
     assert!(entry.last_error.as_ref().expect("error").len() < 400);
     s.run_at(
         3000,
-        &Command::QueueHeal {
+        &Command::QueueHeal(QueueHeal {
             reports: vec![finding(5, by_name, 0, ShardDamage::Missing)],
-        },
+        }),
     );
     assert_eq!(due(&s, 3000, 10).expect("due").len(), 1);
     // Overwritten: the worker reports it gone and the entry goes.
@@ -182,18 +183,18 @@ fn findings_merge_and_stale_ones_are_dropped() {
         piece(&s, &object_key(BucketId(7), "k"), VersionId(5)).expect("piece"),
         None
     );
-    s.run(&Command::HealProgress {
+    s.run(&Command::HealProgress(HealProgress {
         version: VersionId(5),
         result: HealResult::Gone,
-    });
+    }));
     assert_eq!(report_of(&s).queued_pieces, 0);
 }
 
 #[test]
 fn a_completed_upload_takes_its_parts_entries_along() {
     let mut s = setup();
-    s.run(&Command::CreateUpload {
-        bucket: "b".into(),
+    s.run(&Command::CreateUpload(CreateUpload {
+        bucket: BucketId(7),
         upload: UploadRecord {
             upload_id: "u1".into(),
             key: "big".into(),
@@ -203,13 +204,13 @@ fn a_completed_upload_takes_its_parts_entries_along() {
             checksum_algorithm: None,
             checksum_type: None,
         },
-    });
+    }));
     for (n, nodes) in [
         (1u32, [Some(1), None, Some(3)]),
         (2, [Some(1), Some(2), Some(3)]),
     ] {
-        s.run(&Command::PutPart {
-            bucket: "b".into(),
+        s.run(&Command::PutPart(PutPart {
+            bucket: BucketId(7),
             key: "big".into(),
             upload_id: "u1".into(),
             part: PartRecord {
@@ -221,19 +222,19 @@ fn a_completed_upload_takes_its_parts_entries_along() {
                 checksums: Default::default(),
                 data: sharded(&nodes),
             },
-        });
+        }));
     }
     let r = report_of(&s);
     assert_eq!(r.queued_pieces, 1);
     assert!(r.pending[0].owner.starts_with(b"p/"));
-    s.run(&Command::CompleteUpload {
-        bucket: "b".into(),
+    s.run(&Command::CompleteUpload(CompleteUpload {
+        bucket: BucketId(7),
         key: "big".into(),
         upload_id: "u1".into(),
         parts: vec![(1, VersionId(101)), (2, VersionId(102))],
         record: ObjectRecord::for_tests(9, 0, "x-2".into(), vec![]),
         condition: None,
-    });
+    }));
     let entry = report_of(&s).pending[0].clone();
     let owner = object_key(BucketId(7), "big");
     assert_eq!(entry.owner, owner);
@@ -242,7 +243,7 @@ fn a_completed_upload_takes_its_parts_entries_along() {
         .expect("held");
     assert_eq!(p.size, 3000);
     // Healing the part rewrites the part inside the object's record.
-    s.run(&Command::HealProgress {
+    s.run(&Command::HealProgress(HealProgress {
         version: VersionId(101),
         result: HealResult::Healed {
             before: vec![Some(NodeId(1)), None, Some(NodeId(3))],
@@ -250,7 +251,7 @@ fn a_completed_upload_takes_its_parts_entries_along() {
             shards: 1,
             bytes: 1500,
         },
-    });
+    }));
     let p = piece(&s, &owner, VersionId(101))
         .expect("piece")
         .expect("held");
@@ -271,12 +272,12 @@ fn walk_pages_through_objects_then_parts() {
     }
     let mut inline = ObjectRecord::for_tests(20, 3, "e".into(), b"abc".to_vec());
     inline.data = ObjectData::Inline(b"abc".to_vec());
-    s.run(&Command::PutObject {
-        bucket: "b".into(),
+    s.run(&Command::PutObject(PutObject {
+        bucket: BucketId(7),
         key: "d-inline".into(),
         record: inline,
         condition: None,
-    });
+    }));
     let (page, cursor) = walk(&s, None, 2).expect("walk");
     assert_eq!(
         page.iter().map(|p| p.version.0).collect::<Vec<_>>(),
@@ -305,14 +306,14 @@ fn scrub_passes_accumulate_and_close() {
             shards_unchecked: 0,
         },
     };
-    s.run(&Command::ScrubProgress {
+    s.run(&Command::ScrubProgress(ScrubProgress {
         page: page(100, Some(b"o/x"), 3, 1),
-    });
+    }));
     s.run_at(
         5000,
-        &Command::ScrubProgress {
+        &Command::ScrubProgress(ScrubProgress {
             page: page(100, None, 2, 0),
-        },
+        }),
     );
     let st = report_of(&s).stats.scrub;
     assert_eq!(st.passes_completed, 1);
@@ -326,13 +327,13 @@ fn scrub_passes_accumulate_and_close() {
         (5, 1, 5000)
     );
     // A new pass starts from zero; a late page of the old one is refused.
-    s.run(&Command::ScrubProgress {
+    s.run(&Command::ScrubProgress(ScrubProgress {
         page: page(200, Some(b"o/y"), 1, 0),
-    });
+    }));
     assert_eq!(
-        s.run(&Command::ScrubProgress {
+        s.run(&Command::ScrubProgress(ScrubProgress {
             page: page(100, Some(b"o/z"), 9, 9),
-        }),
+        })),
         CommandResult::PreconditionFailed
     );
     let st = report_of(&s).stats.scrub;

@@ -4,7 +4,8 @@
 //! unit-tested over a `BTreeMap`.
 //!
 //! Keyspace (`sm_data`):
-//! - `b/<bucket name>` → [`BucketRecord`]
+//! - `b/<bucket name>` → [`BucketRecord`] (the control group's)
+//! - `x/<bucket id, 16 hex digits>` → the id: the bucket was deleted (sealed in its partition)
 //! - `k/<access key id>` → [`AccessKeyRecord`]
 //! - `o/<bucket id, 16 hex digits>/<object key bytes>` → [`ObjectRecord`]: a bucket's objects are
 //!   one ordered range, so a listing is a range scan.
@@ -54,6 +55,11 @@ const ACCESS_KEY_PREFIX: &[u8] = b"k/";
 
 pub fn bucket_key(name: &str) -> Vec<u8> {
     [BUCKET_PREFIX, name.as_bytes()].concat()
+}
+
+/// The seal of a deleted bucket, in its partition.
+pub fn sealed_key(bucket: BucketId) -> Vec<u8> {
+    format!("x/{:016x}", bucket.0).into_bytes()
 }
 
 pub fn access_key_key(key_id: &str) -> Vec<u8> {
@@ -149,15 +155,16 @@ pub fn apply(
     at_ms: i64,
     cmd: &Command,
 ) -> Result<(CommandResult, Vec<Op>), MetaError> {
+    // Object-level commands name a bucket by id: a sealed (deleted) bucket refuses them all.
+    if let Some(bucket) = bucket_of(cmd) {
+        if is_sealed(state, bucket)? {
+            return Ok((CommandResult::NoSuchBucket, vec![]));
+        }
+    }
     match cmd {
-        Command::CreateBucket {
-            name,
-            id,
-            owner,
-            created_ms,
-        } => {
-            if let Some(existing) = get_bucket(state, name)? {
-                let result = if existing.owner == *owner {
+        Command::CreateBucket(c) => {
+            if let Some(existing) = get_bucket(state, &c.name)? {
+                let result = if existing.owner == c.owner {
                     CommandResult::BucketAlreadyOwnedByYou
                 } else {
                     CommandResult::BucketAlreadyExists
@@ -165,48 +172,45 @@ pub fn apply(
                 return Ok((result, vec![]));
             }
             let record = BucketRecord {
-                name: name.clone(),
-                id: *id,
-                owner: owner.clone(),
-                created_ms: *created_ms,
+                name: c.name.clone(),
+                id: c.id,
+                owner: c.owner.clone(),
+                created_ms: c.created_ms,
                 grants: Default::default(),
                 tags: Default::default(),
                 cors: Vec::new(),
             };
             Ok((
                 CommandResult::BucketCreated,
-                vec![Op::Put(bucket_key(name), encode_value(&record)?)],
+                vec![Op::Put(bucket_key(&c.name), encode_value(&record)?)],
             ))
         }
-        Command::DeleteBucket { name } => {
-            let Some(bucket) = get_bucket(state, name)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
-            };
+        Command::DeleteBucket(c) => match get_bucket(state, &c.name)? {
+            // Only the bucket that was sealed: one created again under the name stays.
+            Some(b) if b.id == c.id => {
+                Ok((CommandResult::Ok, vec![Op::Delete(bucket_key(&c.name))]))
+            }
+            _ => Ok((CommandResult::NoSuchBucket, vec![])),
+        },
+        Command::SealBucket(c) => {
             // Uploads in progress hold shards too: a bucket with any is not empty.
-            for prefix in [
-                objects_prefix(bucket.id),
-                uploads::uploads_prefix(bucket.id),
-            ] {
+            for prefix in [objects_prefix(c.bucket), uploads::uploads_prefix(c.bucket)] {
                 if has_prefix(state, &prefix)? {
                     return Ok((CommandResult::BucketNotEmpty, vec![]));
                 }
             }
-            Ok((CommandResult::Ok, vec![Op::Delete(bucket_key(name))]))
+            Ok((
+                CommandResult::Ok,
+                vec![Op::Put(sealed_key(c.bucket), encode_value(&c.bucket)?)],
+            ))
         }
-        Command::PutObject {
-            bucket,
-            key,
-            record,
-            condition,
-        } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
-            };
-            let k = object_key(b.id, key);
+        Command::PutObject(c) => {
+            let k = object_key(c.bucket, &c.key);
             let replaced = get_decoded::<ObjectRecord>(state, &k)?;
-            if let Some(refused) = check_condition(condition.as_ref(), replaced.as_ref()) {
+            if let Some(refused) = check_condition(c.condition.as_ref(), replaced.as_ref()) {
                 return Ok((refused, vec![]));
             }
+            let record = &c.record;
             let mut ops = repair::degraded_write_ops(at_ms, &k, record.version, &record.data)?;
             ops.push(Op::Put(k, encode_value(record)?));
             if let Some(old) = replaced.filter(|old| old.version != record.version) {
@@ -214,19 +218,11 @@ pub fn apply(
             }
             Ok((CommandResult::ObjectPut, ops))
         }
-        Command::SetObjectTags {
-            bucket,
-            key,
-            version,
-            tags,
-        } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
-            };
-            let k = object_key(b.id, key);
+        Command::SetObjectTags(c) => {
+            let k = object_key(c.bucket, &c.key);
             match get_decoded::<ObjectRecord>(state, &k)? {
-                Some(mut r) if r.version == *version => {
-                    r.tags = tags.clone();
+                Some(mut r) if r.version == c.version => {
+                    r.tags = c.tags.clone();
                     Ok((CommandResult::Ok, vec![Op::Put(k, encode_value(&r)?)]))
                 }
                 // Overwritten meanwhile: the tags were for a version that is gone.
@@ -234,52 +230,43 @@ pub fn apply(
                 None => Ok((CommandResult::NoSuchKey, vec![])),
             }
         }
-        Command::DeleteAccessKey { key_id } => {
-            let k = access_key_key(key_id);
+        Command::DeleteAccessKey(c) => {
+            let k = access_key_key(&c.key_id);
             if state.get(&k)?.is_none() {
                 return Ok((CommandResult::NoSuchAccessKey, vec![]));
             }
             Ok((CommandResult::Ok, vec![Op::Delete(k)]))
         }
-        Command::SetKeyCreateBucket { key_id, allow } => {
-            let k = access_key_key(key_id);
+        Command::SetKeyCreateBucket(c) => {
+            let k = access_key_key(&c.key_id);
             let Some(mut record) = get_decoded::<AccessKeyRecord>(state, &k)? else {
                 return Ok((CommandResult::NoSuchAccessKey, vec![]));
             };
-            record.allow_create_bucket = *allow;
+            record.allow_create_bucket = c.allow;
             Ok((CommandResult::Ok, vec![Op::Put(k, encode_value(&record)?)]))
         }
-        Command::SetBucketGrant {
-            bucket,
-            key_id,
-            rights,
-        } => {
-            if state.get(&access_key_key(key_id))?.is_none() {
+        Command::SetBucketGrant(c) => {
+            if state.get(&access_key_key(&c.key_id))?.is_none() {
                 return Ok((CommandResult::NoSuchAccessKey, vec![]));
             }
-            update_bucket(state, bucket, |b| {
-                if rights.any() {
-                    b.grants.insert(key_id.clone(), *rights);
+            update_bucket(state, &c.bucket, |b| {
+                if c.rights.any() {
+                    b.grants.insert(c.key_id.clone(), c.rights);
                 } else {
-                    b.grants.remove(key_id);
+                    b.grants.remove(&c.key_id);
                 }
             })
         }
-        Command::SetBucketTags { bucket, tags } => {
-            update_bucket(state, bucket, |b| b.tags = tags.clone())
+        Command::SetBucketTags(c) => update_bucket(state, &c.bucket, |b| b.tags = c.tags.clone()),
+        Command::SetBucketCors(c) => {
+            update_bucket(state, &c.bucket, |b| b.cors = c.rules.clone())
         }
-        Command::SetBucketCors { bucket, rules } => {
-            update_bucket(state, bucket, |b| b.cors = rules.clone())
-        }
-        Command::CreateUpload { .. }
-        | Command::PutPart { .. }
-        | Command::CompleteUpload { .. }
-        | Command::AbortUpload { .. } => uploads::apply(state, at_ms, cmd),
-        Command::DeleteObject { bucket, key } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
-            };
-            let k = object_key(b.id, key);
+        Command::CreateUpload(_)
+        | Command::PutPart(_)
+        | Command::CompleteUpload(_)
+        | Command::AbortUpload(_) => uploads::apply(state, at_ms, cmd),
+        Command::DeleteObject(c) => {
+            let k = object_key(c.bucket, &c.key);
             let mut ops = Vec::new();
             if let Some(old) = get_decoded::<ObjectRecord>(state, &k)? {
                 ops.push(Op::Delete(k));
@@ -287,60 +274,81 @@ pub fn apply(
             }
             Ok((CommandResult::ObjectDeleted, ops))
         }
-        Command::CreateAccessKey { record } => {
-            let k = access_key_key(&record.key_id);
+        Command::CreateAccessKey(c) => {
+            let k = access_key_key(&c.record.key_id);
             if state.get(&k)?.is_some() {
                 return Ok((CommandResult::AccessKeyExists, vec![]));
             }
             Ok((
                 CommandResult::AccessKeyCreated,
-                vec![Op::Put(k, encode_value(record)?)],
+                vec![Op::Put(k, encode_value(&c.record)?)],
             ))
         }
-        Command::RetireProgress { done, retry } => Ok((
+        Command::RetireProgress(c) => Ok((
             CommandResult::Ok,
-            garbage::progress_ops(state, done, retry)?,
+            garbage::progress_ops(state, &c.done, &c.retry)?,
         )),
-        Command::QueueHeal { reports } => repair::queue_ops(state, at_ms, reports),
-        Command::HealProgress { version, result } => {
-            repair::progress_ops(state, at_ms, *version, result)
-        }
-        Command::ScrubProgress { page } => repair::scrub_ops(state, at_ms, page),
+        Command::QueueHeal(c) => repair::queue_ops(state, at_ms, &c.reports),
+        Command::HealProgress(c) => repair::progress_ops(state, at_ms, c.version, &c.result),
+        Command::ScrubProgress(c) => repair::scrub_ops(state, at_ms, &c.page),
     }
+}
+
+/// The bucket an object-level command acts in (its partition's key).
+fn bucket_of(cmd: &Command) -> Option<BucketId> {
+    match cmd {
+        Command::PutObject(c) => Some(c.bucket),
+        Command::DeleteObject(c) => Some(c.bucket),
+        Command::SetObjectTags(c) => Some(c.bucket),
+        Command::CreateUpload(c) => Some(c.bucket),
+        Command::PutPart(c) => Some(c.bucket),
+        Command::CompleteUpload(c) => Some(c.bucket),
+        Command::AbortUpload(c) => Some(c.bucket),
+        // Sealing twice is allowed (a retried delete); the rest are not object-level.
+        _ => None,
+    }
+}
+
+/// Whether bucket `id` was deleted (sealed in its partition).
+pub(crate) fn is_sealed(state: &dyn StateRead, id: BucketId) -> Result<bool, MetaError> {
+    Ok(state.get(&sealed_key(id))?.is_some())
 }
 
 /// Answers a query from the current state.
 pub fn query(state: &dyn StateRead, q: &Query) -> Result<QueryResult, MetaError> {
+    let bucket = match q {
+        Query::GetObject(g) => Some(g.bucket),
+        Query::ListObjects(l) => Some(l.0.bucket),
+        Query::GetUpload(g) => Some(g.bucket),
+        Query::ListParts(l) => Some(l.0.bucket),
+        Query::ListUploads(l) => Some(l.0.bucket),
+        _ => None,
+    };
+    if let Some(b) = bucket {
+        if is_sealed(state, b)? {
+            return Ok(QueryResult::NoSuchBucket);
+        }
+    }
     match q {
-        Query::GetBucket { name } => Ok(QueryResult::Bucket(get_bucket(state, name)?)),
-        Query::ListBuckets => Ok(QueryResult::Buckets(scan_prefix(state, BUCKET_PREFIX)?)),
-        Query::GetObject { bucket, key } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok(QueryResult::NoSuchBucket);
-            };
-            Ok(QueryResult::Object(get_decoded(
-                state,
-                &object_key(b.id, key),
-            )?))
-        }
-        Query::ListObjects(lq) => {
-            let Some(b) = get_bucket(state, &lq.bucket)? else {
-                return Ok(QueryResult::NoSuchBucket);
-            };
-            Ok(QueryResult::Objects(list_objects(state, b.id, lq)?))
-        }
-        Query::GetAccessKey { key_id } => Ok(QueryResult::AccessKey(get_decoded(
+        Query::GetBucket(g) => Ok(QueryResult::Bucket(get_bucket(state, &g.name)?)),
+        Query::ListBuckets(_) => Ok(QueryResult::Buckets(scan_prefix(state, BUCKET_PREFIX)?)),
+        Query::GetObject(g) => Ok(QueryResult::Object(get_decoded(
             state,
-            &access_key_key(key_id),
+            &object_key(g.bucket, &g.key),
         )?)),
-        Query::ListAccessKeys => Ok(QueryResult::AccessKeys(scan_prefix::<AccessKeyRecord>(
+        Query::ListObjects(l) => Ok(QueryResult::Objects(list_objects(state, &l.0)?)),
+        Query::GetAccessKey(g) => Ok(QueryResult::AccessKey(get_decoded(
+            state,
+            &access_key_key(&g.key_id),
+        )?)),
+        Query::ListAccessKeys(_) => Ok(QueryResult::AccessKeys(scan_prefix::<AccessKeyRecord>(
             state,
             ACCESS_KEY_PREFIX,
         )?)),
-        Query::GetUpload { .. } | Query::ListParts(_) | Query::ListUploads(_) => {
+        Query::GetUpload(_) | Query::ListParts(_) | Query::ListUploads(_) => {
             uploads::query(state, q)
         }
-        Query::RepairStatus => Ok(QueryResult::Repair(repair::report(state)?)),
+        Query::RepairStatus(_) => Ok(QueryResult::Repair(repair::report(state)?)),
     }
 }
 
@@ -405,9 +413,9 @@ pub(crate) fn scan_prefix<T: DeserializeOwned>(
 /// [`MAX_KEYS_PER_PAGE`]; `max_keys == 0` answers an empty, untruncated page (as S3 does).
 pub fn list_objects(
     state: &dyn StateRead,
-    bucket: BucketId,
     q: &ListObjectsQuery,
 ) -> Result<ListObjectsPage, MetaError> {
+    let bucket = q.bucket;
     let mut page = ListObjectsPage::default();
     let max_keys = q.max_keys.min(MAX_KEYS_PER_PAGE);
     if max_keys == 0 {

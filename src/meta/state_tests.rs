@@ -3,27 +3,36 @@
 use super::mem::MemState;
 use super::*;
 use crate::meta::model::{RequestId, DEDUP_WINDOW_MS};
+use crate::meta::request::*;
 
 fn record(size: u64) -> ObjectRecord {
     ObjectRecord::for_tests(size as u128, size, format!("etag{size}"), vec![1, 2, 3])
 }
 
 fn create_bucket(name: &str, owner: &str) -> Command {
-    Command::CreateBucket {
+    Command::CreateBucket(CreateBucket {
         name: name.into(),
         id: BucketId(7),
         owner: owner.into(),
         created_ms: 5,
+    })
+}
+
+/// The ids of the tests' buckets: "b" is 7 (see [`create_bucket`]), "c" is 8.
+fn id_of(bucket: &str) -> BucketId {
+    match bucket {
+        "c" => BucketId(8),
+        _ => BucketId(7),
     }
 }
 
 fn put(bucket: &str, key: &str) -> Command {
-    Command::PutObject {
-        bucket: bucket.into(),
+    Command::PutObject(PutObject {
+        bucket: id_of(bucket),
         key: key.into(),
         record: record(key.len() as u64),
         condition: None,
-    }
+    })
 }
 
 fn state_with(keys: &[&str]) -> MemState {
@@ -46,13 +55,13 @@ fn list(
     max_keys: usize,
 ) -> ListObjectsPage {
     let q = ListObjectsQuery {
-        bucket: "b".into(),
+        bucket: BucketId(7),
         prefix: prefix.into(),
         delimiter: delimiter.map(Into::into),
         start_after: start_after.map(Into::into),
         max_keys,
     };
-    match query(s, &Query::ListObjects(q)).expect("listing") {
+    match query(s, &Query::ListObjects(ListObjects(q))).expect("listing") {
         QueryResult::Objects(p) => p,
         other => panic!("unexpected {other:?}"),
     }
@@ -236,24 +245,30 @@ fn max_keys_one_and_truncation_flag() {
 #[test]
 fn listing_is_scoped_to_the_bucket() {
     let mut s = state_with(&["k1"]);
-    let other = Command::CreateBucket {
+    let other = Command::CreateBucket(CreateBucket {
         name: "c".into(),
         id: BucketId(8),
         owner: "alice".into(),
         created_ms: 1,
-    };
+    });
     assert_eq!(s.run(&other), CommandResult::BucketCreated);
     assert!(matches!(s.run(&put("c", "k2")), CommandResult::ObjectPut));
     assert_eq!(names(&list(&s, "", None, None, 10)).0, vec!["k1"]);
+    // A deleted (sealed) bucket lists as missing.
+    let sealed = BucketId(9);
+    assert_eq!(
+        s.run(&Command::SealBucket(SealBucket { bucket: sealed })),
+        CommandResult::Ok
+    );
     let q = ListObjectsQuery {
-        bucket: "nope".into(),
+        bucket: sealed,
         prefix: String::new(),
         delimiter: None,
         start_after: None,
         max_keys: 10,
     };
     assert_eq!(
-        query(&s, &Query::ListObjects(q)).expect("query"),
+        query(&s, &Query::ListObjects(ListObjects(q))).expect("query"),
         QueryResult::NoSuchBucket
     );
 }
@@ -261,10 +276,16 @@ fn listing_is_scoped_to_the_bucket() {
 #[test]
 fn apply_bucket_lifecycle() {
     let mut s = MemState::default();
-    assert_eq!(
-        s.run(&Command::DeleteBucket { name: "b".into() }),
-        CommandResult::NoSuchBucket
-    );
+    let delete = |id| {
+        Command::DeleteBucket(DeleteBucket {
+            name: "b".into(),
+            id: BucketId(id),
+        })
+    };
+    let seal = Command::SealBucket(SealBucket {
+        bucket: BucketId(7),
+    });
+    assert_eq!(s.run(&delete(7)), CommandResult::NoSuchBucket);
     assert_eq!(
         s.run(&create_bucket("b", "alice")),
         CommandResult::BucketCreated
@@ -278,85 +299,87 @@ fn apply_bucket_lifecycle() {
         CommandResult::BucketAlreadyExists
     );
     assert_eq!(s.run(&put("b", "k")), CommandResult::ObjectPut);
+    // The partition refuses to seal a bucket that holds an object, and changes nothing.
+    assert_eq!(s.run(&seal), CommandResult::BucketNotEmpty);
+    assert_eq!(s.run(&put("b", "k2")), CommandResult::ObjectPut);
+    for k in ["k", "k2"] {
+        let del = Command::DeleteObject(DeleteObject {
+            bucket: BucketId(7),
+            key: k.into(),
+        });
+        assert_eq!(s.run(&del), CommandResult::ObjectDeleted);
+    }
+    assert_eq!(s.run(&seal), CommandResult::Ok);
+    assert_eq!(s.run(&seal), CommandResult::Ok, "sealing again (a retry) is done");
+    // Once sealed, nothing lands in the bucket, even from a writer that read its record
+    // before the delete.
+    assert_eq!(s.run(&put("b", "late")), CommandResult::NoSuchBucket);
+    // The control group removes the record only for the bucket that was sealed.
+    assert_eq!(s.run(&delete(99)), CommandResult::NoSuchBucket);
+    assert_eq!(s.run(&delete(7)), CommandResult::Ok);
     assert_eq!(
-        s.run(&Command::DeleteBucket { name: "b".into() }),
-        CommandResult::BucketNotEmpty
-    );
-    assert_eq!(
-        s.run(&Command::DeleteObject {
-            bucket: "b".into(),
-            key: "k".into()
-        }),
-        CommandResult::ObjectDeleted
-    );
-    assert_eq!(
-        s.run(&Command::DeleteBucket { name: "b".into() }),
-        CommandResult::Ok
-    );
-    assert_eq!(
-        query(&s, &Query::GetBucket { name: "b".into() }).expect("q"),
+        query(&s, &Query::GetBucket(GetBucket { name: "b".into() })).expect("q"),
         QueryResult::Bucket(None)
     );
-    assert!(s.0.is_empty(), "nothing left behind");
+    // A bucket created again under the name is another bucket, which takes writes.
+    let again = Command::CreateBucket(CreateBucket {
+        name: "b".into(),
+        id: BucketId(8),
+        owner: "bob".into(),
+        created_ms: 6,
+    });
+    assert_eq!(s.run(&again), CommandResult::BucketCreated);
+    assert_eq!(s.run(&put("c", "k")), CommandResult::ObjectPut);
+    assert_eq!(s.run(&put("b", "k")), CommandResult::NoSuchBucket);
+    let left: Vec<_> = s.0.keys().filter(|k| !k.starts_with(b"g/")).cloned().collect();
+    assert_eq!(
+        left,
+        vec![
+            bucket_key("b"),
+            object_key(BucketId(8), "k"),
+            sealed_key(BucketId(7))
+        ],
+        "the old bucket leaves only its seal (and its data in the retire queue)"
+    );
 }
 
 #[test]
 fn apply_objects() {
     let mut s = MemState::default();
-    assert_eq!(s.run(&put("b", "k")), CommandResult::NoSuchBucket);
-    assert_eq!(
-        s.run(&Command::DeleteObject {
-            bucket: "b".into(),
-            key: "k".into()
-        }),
-        CommandResult::NoSuchBucket
-    );
-    assert_eq!(
-        s.run(&create_bucket("b", "alice")),
-        CommandResult::BucketCreated
-    );
-    assert_eq!(
-        s.run(&Command::DeleteObject {
-            bucket: "b".into(),
-            key: "k".into()
-        }),
-        CommandResult::ObjectDeleted
-    );
+    let del = Command::DeleteObject(DeleteObject {
+        bucket: BucketId(7),
+        key: "k".into(),
+    });
+    assert_eq!(s.run(&del), CommandResult::ObjectDeleted);
     assert_eq!(s.run(&put("b", "k")), CommandResult::ObjectPut);
-    let second = Command::PutObject {
-        bucket: "b".into(),
+    let second = Command::PutObject(PutObject {
+        bucket: BucketId(7),
         key: "k".into(),
         record: record(9),
         condition: None,
-    };
+    });
     assert_eq!(s.run(&second), CommandResult::ObjectPut);
-    let got = query(
-        &s,
-        &Query::GetObject {
-            bucket: "b".into(),
-            key: "k".into(),
-        },
-    )
-    .expect("q");
-    assert_eq!(got, QueryResult::Object(Some(record(9))));
-    let got = query(
-        &s,
-        &Query::GetObject {
-            bucket: "b".into(),
-            key: "missing".into(),
-        },
-    )
-    .expect("q");
-    assert_eq!(got, QueryResult::Object(None));
-    let got = query(
-        &s,
-        &Query::GetObject {
-            bucket: "x".into(),
-            key: "k".into(),
-        },
-    )
-    .expect("q");
-    assert_eq!(got, QueryResult::NoSuchBucket);
+    let get = |key: &str| {
+        Query::GetObject(GetObject {
+            bucket: BucketId(7),
+            key: key.into(),
+        })
+    };
+    assert_eq!(
+        query(&s, &get("k")).expect("q"),
+        QueryResult::Object(Some(record(9)))
+    );
+    assert_eq!(
+        query(&s, &get("missing")).expect("q"),
+        QueryResult::Object(None)
+    );
+    assert_eq!(s.run(&del), CommandResult::ObjectDeleted);
+    let seal = Command::SealBucket(SealBucket {
+        bucket: BucketId(7),
+    });
+    assert_eq!(s.run(&seal), CommandResult::Ok);
+    assert_eq!(query(&s, &get("k")).expect("q"), QueryResult::NoSuchBucket);
+    assert_eq!(s.run(&del), CommandResult::NoSuchBucket);
 }
 
 #[test]
@@ -370,27 +393,27 @@ fn apply_access_keys_and_list_buckets() {
         allow_create_bucket: false,
     };
     assert_eq!(
-        s.run(&Command::CreateAccessKey { record: key("K2") }),
+        s.run(&Command::CreateAccessKey(CreateAccessKey { record: key("K2") })),
         CommandResult::AccessKeyCreated
     );
     assert_eq!(
-        s.run(&Command::CreateAccessKey { record: key("K2") }),
+        s.run(&Command::CreateAccessKey(CreateAccessKey { record: key("K2") })),
         CommandResult::AccessKeyExists
     );
     assert_eq!(
-        s.run(&Command::CreateAccessKey { record: key("K1") }),
+        s.run(&Command::CreateAccessKey(CreateAccessKey { record: key("K1") })),
         CommandResult::AccessKeyCreated
     );
     assert_eq!(
-        query(&s, &Query::ListAccessKeys).expect("q"),
+        query(&s, &Query::ListAccessKeys(ListAccessKeys)).expect("q"),
         QueryResult::AccessKeys(vec![key("K1"), key("K2")])
     );
     assert_eq!(
         query(
             &s,
-            &Query::GetAccessKey {
+            &Query::GetAccessKey(GetAccessKey {
                 key_id: "K1".into()
-            }
+            })
         )
         .expect("q"),
         QueryResult::AccessKey(Some(key("K1")))
@@ -398,9 +421,9 @@ fn apply_access_keys_and_list_buckets() {
     assert_eq!(
         query(
             &s,
-            &Query::GetAccessKey {
+            &Query::GetAccessKey(GetAccessKey {
                 key_id: "K3".into()
-            }
+            })
         )
         .expect("q"),
         QueryResult::AccessKey(None)
@@ -411,7 +434,7 @@ fn apply_access_keys_and_list_buckets() {
             CommandResult::BucketCreated
         );
     }
-    let QueryResult::Buckets(buckets) = query(&s, &Query::ListBuckets).expect("q") else {
+    let QueryResult::Buckets(buckets) = query(&s, &Query::ListBuckets(ListBuckets)).expect("q") else {
         panic!("variant")
     };
     let names: Vec<&str> = buckets.iter().map(|b| b.name.as_str()).collect();
@@ -423,17 +446,19 @@ fn corrupt_value_is_an_error_not_a_panic() {
     let mut s = state_with(&["k"]);
     s.0.insert(bucket_key("b"), vec![1, 0xc1]);
     assert!(matches!(
-        query(&s, &Query::ListBuckets),
+        query(&s, &Query::ListBuckets(ListBuckets)),
         Err(MetaError::Codec(_))
     ));
+    // A put reads the record it replaces.
+    s.0.insert(object_key(BucketId(7), "k"), vec![1, 0xc1]);
     assert!(matches!(
-        apply(&s, 1000, &put("b", "x")),
+        apply(&s, 1000, &put("b", "k")),
         Err(MetaError::Codec(_))
     ));
 }
 
 fn access_key(id: &str) -> Command {
-    Command::CreateAccessKey {
+    Command::CreateAccessKey(CreateAccessKey {
         record: AccessKeyRecord {
             key_id: id.into(),
             secret: "s".into(),
@@ -441,11 +466,11 @@ fn access_key(id: &str) -> Command {
             created_ms: 1,
             allow_create_bucket: false,
         },
-    }
+    })
 }
 
 fn bucket_record(s: &MemState, name: &str) -> BucketRecord {
-    match query(s, &Query::GetBucket { name: name.into() }).expect("q") {
+    match query(s, &Query::GetBucket(GetBucket { name: name.into() })).expect("q") {
         QueryResult::Bucket(Some(b)) => b,
         other => panic!("{other:?}"),
     }
@@ -460,11 +485,11 @@ fn grants_and_key_rights() {
         read: true,
         ..Default::default()
     };
-    let grant = |key: &str, rights| Command::SetBucketGrant {
+    let grant = |key: &str, rights| Command::SetBucketGrant(SetBucketGrant {
         bucket: "b".into(),
         key_id: key.into(),
         rights,
-    };
+    });
     // Grants name existing keys only.
     assert_eq!(s.run(&grant("K", read)), CommandResult::NoSuchAccessKey);
     s.run(&access_key("K"));
@@ -480,40 +505,40 @@ fn grants_and_key_rights() {
     );
     assert!(bucket_record(&s, "b").grants.is_empty());
     assert_eq!(
-        s.run(&Command::SetBucketGrant {
+        s.run(&Command::SetBucketGrant(SetBucketGrant {
             bucket: "nope".into(),
             key_id: "K".into(),
             rights: read
-        }),
+        })),
         CommandResult::NoSuchBucket
     );
     // The create-bucket right and key deletion.
     assert_eq!(
-        s.run(&Command::SetKeyCreateBucket {
+        s.run(&Command::SetKeyCreateBucket(SetKeyCreateBucket {
             key_id: "K".into(),
             allow: true
-        }),
+        })),
         CommandResult::Ok
     );
     let QueryResult::AccessKey(Some(k)) =
-        query(&s, &Query::GetAccessKey { key_id: "K".into() }).expect("q")
+        query(&s, &Query::GetAccessKey(GetAccessKey { key_id: "K".into() })).expect("q")
     else {
         panic!("key")
     };
     assert!(k.allow_create_bucket);
     assert_eq!(
-        s.run(&Command::DeleteAccessKey { key_id: "K".into() }),
+        s.run(&Command::DeleteAccessKey(DeleteAccessKey { key_id: "K".into() })),
         CommandResult::Ok
     );
     assert_eq!(
-        s.run(&Command::DeleteAccessKey { key_id: "K".into() }),
+        s.run(&Command::DeleteAccessKey(DeleteAccessKey { key_id: "K".into() })),
         CommandResult::NoSuchAccessKey
     );
     assert_eq!(
-        s.run(&Command::SetKeyCreateBucket {
+        s.run(&Command::SetKeyCreateBucket(SetKeyCreateBucket {
             key_id: "K".into(),
             allow: true
-        }),
+        })),
         CommandResult::NoSuchAccessKey
     );
 }
@@ -523,12 +548,12 @@ fn conditional_puts_and_tags() {
     use crate::meta::model::WriteCondition;
     let mut s = MemState::default();
     s.run(&create_bucket("b", "o"));
-    let put = |v: u128, cond: Option<WriteCondition>| Command::PutObject {
-        bucket: "b".into(),
+    let put = |v: u128, cond: Option<WriteCondition>| Command::PutObject(PutObject {
+        bucket: BucketId(7),
         key: "k".into(),
         record: ObjectRecord::for_tests(v, 1, format!("e{v}"), vec![1]),
         condition: cond,
-    };
+    });
     assert_eq!(
         s.run(&put(1, Some(WriteCondition::IfMatch("e1".into())))),
         CommandResult::NoSuchKey
@@ -551,39 +576,39 @@ fn conditional_puts_and_tags() {
     ));
     let tags: std::collections::BTreeMap<String, String> =
         [("a".to_string(), "1".to_string())].into();
-    let set = |v: u128| Command::SetObjectTags {
-        bucket: "b".into(),
+    let set = |v: u128| Command::SetObjectTags(SetObjectTags {
+        bucket: BucketId(7),
         key: "k".into(),
         version: crate::types::VersionId(v),
         tags: tags.clone(),
-    };
+    });
     // Tags meant for the overwritten version 1 are refused; version 2 takes them.
     assert_eq!(s.run(&set(1)), CommandResult::PreconditionFailed);
     assert_eq!(s.run(&set(2)), CommandResult::Ok);
     let QueryResult::Object(Some(o)) = query(
         &s,
-        &Query::GetObject {
-            bucket: "b".into(),
+        &Query::GetObject(GetObject {
+            bucket: BucketId(7),
             key: "k".into(),
-        },
+        }),
     )
     .expect("q") else {
         panic!("object")
     };
     assert_eq!(o.tags, tags);
     // Bucket tags and CORS rules replace the previous ones.
-    s.run(&Command::SetBucketTags {
+    s.run(&Command::SetBucketTags(SetBucketTags {
         bucket: "b".into(),
         tags: tags.clone(),
-    });
-    s.run(&Command::SetBucketCors {
+    }));
+    s.run(&Command::SetBucketCors(SetBucketCors {
         bucket: "b".into(),
         rules: vec![crate::meta::model::CorsRule {
             allowed_origins: vec!["*".into()],
             allowed_methods: vec!["GET".into()],
             ..Default::default()
         }],
-    });
+    }));
     let b = bucket_record(&s, "b");
     assert_eq!((b.tags.len(), b.cors.len()), (1, 1));
 }
@@ -609,22 +634,22 @@ fn a_write_with_a_seen_id_is_answered_from_memory() {
     newer.version = crate::types::VersionId(77);
     let v2 = Write {
         id: id(3),
-        cmd: Command::PutObject {
-            bucket: "b".into(),
+        cmd: Command::PutObject(PutObject {
+            bucket: BucketId(7),
             key: "k".into(),
             record: newer.clone(),
             condition: None,
-        },
+        }),
     };
     assert_eq!(s.write_at(2000, &v1), CommandResult::ObjectPut);
     assert_eq!(s.write_at(2001, &v2), CommandResult::ObjectPut);
     assert_eq!(s.write_at(2002, &v1), CommandResult::ObjectPut);
     let got = query(
         &s,
-        &Query::GetObject {
-            bucket: "b".into(),
+        &Query::GetObject(GetObject {
+            bucket: BucketId(7),
             key: "k".into(),
-        },
+        }),
     )
     .expect("q");
     assert_eq!(got, QueryResult::Object(Some(newer)));

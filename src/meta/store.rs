@@ -64,6 +64,12 @@ const KEY_LAST_MEMBERSHIP: &[u8] = b"last_membership";
 /// `(log id, n)`: the first n commands of that batch entry are applied (see `apply_batch`).
 const KEY_BATCH_PROGRESS: &[u8] = b"batch_progress";
 
+/// `raft_meta` key of the database's format: [`META_FORMAT`], written when it is created.
+const KEY_FORMAT: &[u8] = b"format";
+/// The format of the log entries and records this build writes. 2: typed requests, object
+/// commands naming buckets by id (1, unmarked, named them by name).
+pub const META_FORMAT: u32 = 2;
+
 /// Bound on the metadata WAL (see [`MetaDb::open`]).
 const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
 
@@ -121,11 +127,43 @@ impl MetaDb {
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(storage_err)?;
         let snapshots = snapfile::snapshots_dir(path);
         std::fs::create_dir_all(&snapshots).map_err(storage_err)?;
-        Ok(Arc::new(MetaDb {
+        let db = MetaDb {
             db,
             snapshots,
             builds: AtomicU64::new(0),
-        }))
+        };
+        db.check_format(path)?;
+        Ok(Arc::new(db))
+    }
+
+    /// Marks a new database with [`META_FORMAT`]; refuses one written in another format (its
+    /// log entries would not decode, or decode into something else).
+    fn check_format(&self, path: &Path) -> Result<(), MetaError> {
+        match self.get_meta::<u32>(CF_RAFT_META, KEY_FORMAT)? {
+            Some(META_FORMAT) => Ok(()),
+            found => {
+                let empty = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META]
+                    .into_iter()
+                    .all(|cf| {
+                        self.db
+                            .iterator_cf(self.cf(cf), IteratorMode::Start)
+                            .next()
+                            .is_none()
+                    });
+                if found.is_none() && empty {
+                    let mut batch = WriteBatch::default();
+                    batch.put_cf(self.cf(CF_RAFT_META), KEY_FORMAT, encode_value(&META_FORMAT)?);
+                    return self.write(batch, true);
+                }
+                Err(MetaError::Format(format!(
+                    "{} holds metadata in format {} and this build reads format {META_FORMAT}: \
+                     it was written by an older Baobab (no upgrade path exists before 1.0); \
+                     start the node on an empty metadata directory",
+                    path.display(),
+                    found.unwrap_or(1)
+                )))
+            }
+        }
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
@@ -833,6 +871,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::request::*;
     use crate::meta::model::Command;
     use crate::types::BucketId;
     use openraft::{CommittedLeaderId, Membership};
@@ -865,12 +904,12 @@ mod tests {
     }
 
     fn bucket(name: &str) -> Command {
-        Command::CreateBucket {
+        Command::CreateBucket(CreateBucket {
             name: name.into(),
             id: BucketId(1),
             owner: "o".into(),
             created_ms: 0,
-        }
+        })
     }
 
     #[tokio::test]
@@ -958,7 +997,7 @@ mod tests {
             sm2.applied_state().await.expect("applied").0,
             Some(log_id(1, 3))
         );
-        let QueryResult::Buckets(b) = db2.query(&Query::ListBuckets).expect("query") else {
+        let QueryResult::Buckets(b) = db2.query(&Query::ListBuckets(ListBuckets)).expect("query") else {
             panic!("variant")
         };
         assert_eq!(
@@ -1006,12 +1045,12 @@ mod tests {
             shard_nodes: vec![Some(crate::types::NodeId(1))],
             digests: Default::default(),
         };
-        Command::PutObject {
-            bucket: "b".into(),
+        Command::PutObject(PutObject {
+            bucket: BucketId(1),
             key: key.into(),
             record,
             condition: None,
-        }
+        })
     }
 
     /// The versions in the retire queue, oldest first.
@@ -1113,10 +1152,10 @@ mod tests {
         .await
         .expect("apply");
         let QueryResult::Object(Some(o)) = db
-            .query(&Query::GetObject {
-                bucket: "b".into(),
+            .query(&Query::GetObject(GetObject {
+                bucket: BucketId(1),
                 key: "k".into(),
-            })
+            }))
             .expect("q")
         else {
             panic!("no object")
@@ -1164,12 +1203,12 @@ mod tests {
                 "e".into(),
                 value.clone(),
             );
-            let cmd = Command::PutObject {
-                bucket: "b".into(),
+            let cmd = Command::PutObject(PutObject {
+                bucket: BucketId(1),
                 key: format!("k{}", i % 16),
                 record,
                 condition: None,
-            };
+            });
             sm.apply(vec![entry(1, i + 2, cmd)]).await.expect("apply");
         }
         let used = dir_bytes(dir.path());

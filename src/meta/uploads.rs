@@ -12,12 +12,13 @@
 
 use super::error::MetaError;
 use super::garbage::retire_ops;
+use super::request::{CompleteUpload, PutPart};
 use super::model::{
-    BucketRecord, Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData,
+    Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData,
     ObjectRecord, PartRecord, PartRef, PartsPage, Query, QueryResult, UploadRecord, UploadsPage,
 };
 use super::state::{
-    check_condition, decode_value, encode_value, get_bucket, get_decoded, object_key, walk_grouped,
+    check_condition, decode_value, encode_value, get_decoded, object_key, walk_grouped,
     GroupedScan, Listed, Op, StateRead,
 };
 use crate::types::{BucketId, MAX_KEYS_PER_PAGE, MAX_PARTS_PER_UPLOAD};
@@ -53,21 +54,19 @@ fn all_parts(
     super::state::scan_prefix(state, &parts_prefix(bucket, upload_id))
 }
 
-/// The bucket and the key of an upload in progress, or the refusal (no bucket, no upload).
+/// The state-machine key of an upload in progress, or NoSuchUpload. (The caller checked that
+/// the bucket is not sealed.)
 fn existing_upload(
     state: &dyn StateRead,
-    bucket: &str,
+    bucket: BucketId,
     key: &str,
     upload_id: &str,
-) -> Result<Result<(BucketRecord, Vec<u8>), CommandResult>, MetaError> {
-    let Some(b) = get_bucket(state, bucket)? else {
-        return Ok(Err(CommandResult::NoSuchBucket));
-    };
-    let uk = upload_key(b.id, key, upload_id);
+) -> Result<Result<Vec<u8>, CommandResult>, MetaError> {
+    let uk = upload_key(bucket, key, upload_id);
     if state.get(&uk)?.is_none() {
         return Ok(Err(CommandResult::NoSuchUpload));
     }
-    Ok(Ok((b, uk)))
+    Ok(Ok(uk))
 }
 
 pub fn apply(
@@ -76,24 +75,22 @@ pub fn apply(
     cmd: &Command,
 ) -> Result<(CommandResult, Vec<Op>), MetaError> {
     match cmd {
-        Command::CreateUpload { bucket, upload } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok((CommandResult::NoSuchBucket, vec![]));
-            };
-            let k = upload_key(b.id, &upload.key, &upload.upload_id);
+        Command::CreateUpload(c) => {
+            let upload = &c.upload;
+            let k = upload_key(c.bucket, &upload.key, &upload.upload_id);
             Ok((CommandResult::Ok, vec![Op::Put(k, encode_value(upload)?)]))
         }
-        Command::PutPart {
-            bucket,
-            key,
-            upload_id,
-            part,
-        } => {
-            let (b, _) = match existing_upload(state, bucket, key, upload_id)? {
-                Ok(found) => found,
-                Err(refused) => return Ok((refused, vec![])),
-            };
-            let k = part_key(b.id, upload_id, part.number);
+        Command::PutPart(c) => {
+            let PutPart {
+                bucket,
+                key,
+                upload_id,
+                part,
+            } = c;
+            if let Err(refused) = existing_upload(state, *bucket, key, upload_id)? {
+                return Ok((refused, vec![]));
+            }
+            let k = part_key(*bucket, upload_id, part.number);
             let replaced = get_decoded::<PartRecord>(state, &k)?;
             let mut ops = super::repair::degraded_write_ops(at_ms, &k, part.version, &part.data)?;
             ops.push(Op::Put(k, encode_value(part)?));
@@ -102,24 +99,26 @@ pub fn apply(
             }
             Ok((CommandResult::PartPut, ops))
         }
-        Command::CompleteUpload {
-            bucket,
-            key,
-            upload_id,
-            parts,
-            record,
-            condition,
-        } => {
-            let (b, uk) = match existing_upload(state, bucket, key, upload_id)? {
+        Command::CompleteUpload(c) => {
+            let CompleteUpload {
+                bucket,
+                key,
+                upload_id,
+                parts,
+                record,
+                condition,
+            } = c;
+            let bucket = *bucket;
+            let uk = match existing_upload(state, bucket, key, upload_id)? {
                 Ok(found) => found,
                 Err(refused) => return Ok((refused, vec![])),
             };
-            let ok = object_key(b.id, key);
+            let ok = object_key(bucket, key);
             let replaced = get_decoded::<ObjectRecord>(state, &ok)?;
             if let Some(refused) = check_condition(condition.as_ref(), replaced.as_ref()) {
                 return Ok((refused, vec![]));
             }
-            let stored = all_parts(state, b.id, upload_id)?;
+            let stored = all_parts(state, bucket, upload_id)?;
             let mut used = Vec::with_capacity(parts.len());
             for (number, version) in parts {
                 match stored.iter().find(|p| p.number == *number) {
@@ -148,7 +147,7 @@ pub fn apply(
             ops.extend(
                 stored
                     .iter()
-                    .map(|p| Op::Delete(part_key(b.id, upload_id, p.number))),
+                    .map(|p| Op::Delete(part_key(bucket, upload_id, p.number))),
             );
             // The parts the completion left out, and the object it replaces, are garbage.
             for p in stored
@@ -162,19 +161,15 @@ pub fn apply(
             }
             Ok((CommandResult::UploadCompleted, ops))
         }
-        Command::AbortUpload {
-            bucket,
-            key,
-            upload_id,
-        } => {
-            let (b, uk) = match existing_upload(state, bucket, key, upload_id)? {
+        Command::AbortUpload(c) => {
+            let uk = match existing_upload(state, c.bucket, &c.key, &c.upload_id)? {
                 Ok(found) => found,
                 Err(refused) => return Ok((refused, vec![])),
             };
-            let parts = all_parts(state, b.id, upload_id)?;
+            let parts = all_parts(state, c.bucket, &c.upload_id)?;
             let mut ops = vec![Op::Delete(uk)];
             for p in &parts {
-                ops.push(Op::Delete(part_key(b.id, upload_id, p.number)));
+                ops.push(Op::Delete(part_key(c.bucket, &c.upload_id, p.number)));
                 ops.extend(retire_ops(at_ms, p.version, &p.data)?);
             }
             Ok((CommandResult::UploadAborted, ops))
@@ -187,31 +182,12 @@ pub fn apply(
 
 pub fn query(state: &dyn StateRead, q: &Query) -> Result<QueryResult, MetaError> {
     match q {
-        Query::GetUpload {
-            bucket,
-            key,
-            upload_id,
-        } => {
-            let Some(b) = get_bucket(state, bucket)? else {
-                return Ok(QueryResult::NoSuchBucket);
-            };
-            Ok(QueryResult::Upload(get_decoded(
-                state,
-                &upload_key(b.id, key, upload_id),
-            )?))
-        }
-        Query::ListParts(lq) => {
-            let Some(b) = get_bucket(state, &lq.bucket)? else {
-                return Ok(QueryResult::NoSuchBucket);
-            };
-            Ok(QueryResult::Parts(list_parts(state, b.id, lq)?))
-        }
-        Query::ListUploads(lq) => {
-            let Some(b) = get_bucket(state, &lq.bucket)? else {
-                return Ok(QueryResult::NoSuchBucket);
-            };
-            Ok(QueryResult::Uploads(list_uploads(state, b.id, lq)?))
-        }
+        Query::GetUpload(g) => Ok(QueryResult::Upload(get_decoded(
+            state,
+            &upload_key(g.bucket, &g.key, &g.upload_id),
+        )?)),
+        Query::ListParts(l) => Ok(QueryResult::Parts(list_parts(state, l.0.bucket, &l.0)?)),
+        Query::ListUploads(l) => Ok(QueryResult::Uploads(list_uploads(state, l.0.bucket, &l.0)?)),
         _ => Err(MetaError::Codec("not a multipart upload query".to_string())),
     }
 }
@@ -323,23 +299,24 @@ mod tests {
 
     use super::*;
     use crate::meta::model::{ObjectHeaders, WriteCondition};
+    use crate::meta::request::*;
     use crate::meta::state::mem::MemState;
     use crate::types::{NodeId, VersionId};
 
     fn setup() -> MemState {
         let mut s = MemState::default();
-        s.run(&Command::CreateBucket {
+        s.run(&Command::CreateBucket(CreateBucket {
             name: "b".into(),
             id: BucketId(7),
             owner: "o".into(),
             created_ms: 1,
-        });
+        }));
         s
     }
 
     fn upload(key: &str, id: &str) -> Command {
-        Command::CreateUpload {
-            bucket: "b".into(),
+        Command::CreateUpload(CreateUpload {
+            bucket: BucketId(7),
             upload: UploadRecord {
                 upload_id: id.into(),
                 key: key.into(),
@@ -349,12 +326,12 @@ mod tests {
                 checksum_algorithm: None,
                 checksum_type: None,
             },
-        }
+        })
     }
 
     fn part(key: &str, id: &str, number: u32, version: u128) -> Command {
-        Command::PutPart {
-            bucket: "b".into(),
+        Command::PutPart(PutPart {
+            bucket: BucketId(7),
             key: key.into(),
             upload_id: id.into(),
             part: PartRecord {
@@ -366,7 +343,7 @@ mod tests {
                 checksums: Default::default(),
                 data: sharded(),
             },
-        }
+        })
     }
 
     fn sharded() -> ObjectData {
@@ -394,14 +371,14 @@ mod tests {
         parts: &[(u32, u128)],
         cond: Option<WriteCondition>,
     ) -> Command {
-        Command::CompleteUpload {
-            bucket: "b".into(),
+        Command::CompleteUpload(CompleteUpload {
+            bucket: BucketId(7),
             key: key.into(),
             upload_id: id.into(),
             parts: parts.iter().map(|(n, v)| (*n, VersionId(*v))).collect(),
             record: ObjectRecord::for_tests(99, 0, "x-2".into(), vec![]),
             condition: cond,
-        }
+        })
     }
 
     #[test]
@@ -433,10 +410,10 @@ mod tests {
         assert_eq!(garbage_versions(&s), vec![12, 13]);
         let QueryResult::Object(Some(o)) = crate::meta::state::query(
             &s,
-            &Query::GetObject {
-                bucket: "b".into(),
+            &Query::GetObject(GetObject {
+                bucket: BucketId(7),
                 key: "k".into(),
-            },
+            }),
         )
         .expect("q") else {
             panic!("no object")
@@ -479,11 +456,11 @@ mod tests {
             )),
             CommandResult::PreconditionFailed
         );
-        let r = s.run(&Command::AbortUpload {
-            bucket: "b".into(),
+        let r = s.run(&Command::AbortUpload(AbortUpload {
+            bucket: BucketId(7),
             key: "k".into(),
             upload_id: "u2".into(),
-        });
+        }));
         assert_eq!(r, CommandResult::UploadAborted);
         assert_eq!(
             garbage_versions(&s),
@@ -501,14 +478,14 @@ mod tests {
     fn bucket_with_an_upload_is_not_empty() {
         let mut s = setup();
         s.run(&upload("k", "u1"));
-        assert_eq!(
-            s.run(&Command::DeleteBucket { name: "b".into() }),
-            CommandResult::BucketNotEmpty
-        );
+        let seal = Command::SealBucket(SealBucket {
+            bucket: BucketId(7),
+        });
+        assert_eq!(s.run(&seal), CommandResult::BucketNotEmpty);
     }
 
     fn list_uploads_q(s: &MemState, q: ListUploadsQuery) -> UploadsPage {
-        match crate::meta::state::query(s, &Query::ListUploads(q)).expect("q") {
+        match crate::meta::state::query(s, &Query::ListUploads(ListUploads(q))).expect("q") {
             QueryResult::Uploads(p) => p,
             other => panic!("{other:?}"),
         }
@@ -528,7 +505,7 @@ mod tests {
         }
         let q = |prefix: &str, delim: Option<&str>, km: Option<&str>, um: Option<&str>, max| {
             ListUploadsQuery {
-                bucket: "b".into(),
+                bucket: BucketId(7),
                 prefix: prefix.into(),
                 delimiter: delim.map(str::to_string),
                 key_marker: km.map(str::to_string),
@@ -593,13 +570,13 @@ mod tests {
             s.run(&part("k", "u1", n, n as u128));
         }
         let q = |after, max| {
-            Query::ListParts(ListPartsQuery {
-                bucket: "b".into(),
+            Query::ListParts(ListParts(ListPartsQuery {
+                bucket: BucketId(7),
                 key: "k".into(),
                 upload_id: "u1".into(),
                 after,
                 max_parts: max,
-            })
+            }))
         };
         let QueryResult::Parts(p) = crate::meta::state::query(&s, &q(2, 2)).expect("q") else {
             panic!()
@@ -617,13 +594,13 @@ mod tests {
             vec![300]
         );
         assert!(!p.is_truncated);
-        let bad = Query::ListParts(ListPartsQuery {
-            bucket: "b".into(),
+        let bad = Query::ListParts(ListParts(ListPartsQuery {
+            bucket: BucketId(7),
             key: "other".into(),
             upload_id: "u1".into(),
             after: 0,
             max_parts: 10,
-        });
+        }));
         let QueryResult::Parts(p) = crate::meta::state::query(&s, &bad).expect("q") else {
             panic!()
         };

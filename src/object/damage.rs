@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::coord::DamageHook;
-use crate::meta::{Command, HealOwner, HealReport, MetaClient, ShardDamage};
+use crate::meta::request::QueueHeal;
+use crate::meta::{HealOwner, HealReport, MetaClient, ShardDamage};
+use crate::types::BucketId;
 use crate::types::VersionId;
 
 /// Reports waiting for the batching task at most.
@@ -24,7 +26,7 @@ const REPEAT_WINDOW: Duration = Duration::from_secs(60);
 
 /// One damaged shard seen by a read of `bucket/key`.
 struct Finding {
-    bucket: Arc<str>,
+    bucket: BucketId,
     key: Arc<str>,
     version: VersionId,
     shard: u8,
@@ -45,13 +47,13 @@ impl DamageReporter {
         DamageReporter { tx }
     }
 
-    /// The hook a read of `bucket/key` calls for each damaged shard it finds.
-    pub fn hook(&self, bucket: &str, key: &str) -> DamageHook {
+    /// The hook a read of `key` in bucket `bucket` calls for each damaged shard it finds.
+    pub fn hook(&self, bucket: BucketId, key: &str) -> DamageHook {
         let tx = self.tx.clone();
-        let (bucket, key): (Arc<str>, Arc<str>) = (bucket.into(), key.into());
+        let key: Arc<str> = key.into();
         Arc::new(move |version, shard, damage| {
             let _ = tx.try_send(Finding {
-                bucket: bucket.clone(),
+                bucket,
                 key: key.clone(),
                 version,
                 shard,
@@ -70,17 +72,20 @@ async fn run(meta: MetaClient, mut rx: mpsc::Receiver<Finding>) {
             batch.push(f);
         }
         recent.retain(|_, at| at.elapsed() < REPEAT_WINDOW);
-        let mut reports: BTreeMap<VersionId, HealReport> = BTreeMap::new();
+        // One write per bucket: each goes to its bucket's partition.
+        let mut by_bucket: BTreeMap<BucketId, BTreeMap<VersionId, HealReport>> = BTreeMap::new();
         for f in batch {
             if recent.contains_key(&f.version) {
                 continue;
             }
-            reports
+            by_bucket
+                .entry(f.bucket)
+                .or_default()
                 .entry(f.version)
                 .or_insert_with(|| HealReport {
                     version: f.version,
                     owner: HealOwner::Object {
-                        bucket: f.bucket.to_string(),
+                        bucket: f.bucket,
                         key: f.key.to_string(),
                     },
                     damage: BTreeMap::new(),
@@ -88,23 +93,23 @@ async fn run(meta: MetaClient, mut rx: mpsc::Receiver<Finding>) {
                 .damage
                 .insert(f.shard, f.damage);
         }
-        if reports.is_empty() {
-            continue;
+        for reports in by_bucket.into_values() {
+            let now = Instant::now();
+            recent.extend(reports.keys().map(|v| (*v, now)));
+            queue(&meta, reports.into_values().collect()).await;
         }
-        let now = Instant::now();
-        recent.extend(reports.keys().map(|v| (*v, now)));
-        let n = reports.len();
-        let cmd = Command::QueueHeal {
-            reports: reports.into_values().collect(),
-        };
-        match meta.write(cmd).await {
-            Ok(_) => tracing::info!(
-                pieces = n,
-                "damaged shards found by reads queued for healing"
-            ),
-            Err(e) => {
-                tracing::warn!(pieces = n, error = %e, "could not queue damaged shards for healing; the scrub will find them")
-            }
+    }
+}
+
+async fn queue(meta: &MetaClient, reports: Vec<HealReport>) {
+    let n = reports.len();
+    match meta.send(QueueHeal { reports }).await {
+        Ok(_) => tracing::info!(
+            pieces = n,
+            "damaged shards found by reads queued for healing"
+        ),
+        Err(e) => {
+            tracing::warn!(pieces = n, error = %e, "could not queue damaged shards for healing; the scrub will find them")
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::codec::checksum::ChecksumAlgorithm;
 use crate::coord::CoordError;
-use crate::meta::MetaError;
+use crate::meta::{MetaError, Refused};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
@@ -43,4 +43,23 @@ pub enum ObjectError {
     Meta(#[from] MetaError),
     #[error("unexpected metadata answer to {0}")]
     Unexpected(&'static str),
+}
+
+impl From<Refused> for ObjectError {
+    /// A metadata refusal of an object request (the caller adds context where it has some,
+    /// e.g. which part changed).
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::NoSuchBucket => ObjectError::NoSuchBucket,
+            Refused::NoSuchKey => ObjectError::NoSuchKey,
+            Refused::NoSuchUpload => ObjectError::NoSuchUpload,
+            Refused::PreconditionFailed => ObjectError::PreconditionFailed,
+            Refused::PartsChanged => ObjectError::InvalidPart { number: 0 },
+            Refused::BucketAlreadyOwnedByYou
+            | Refused::BucketAlreadyExists
+            | Refused::BucketNotEmpty
+            | Refused::NoSuchAccessKey
+            | Refused::AccessKeyExists => ObjectError::Unexpected("a bucket or key refusal"),
+        }
+    }
 }

@@ -25,9 +25,9 @@ pub use put::{DataExpectations, PutOutcome, WriteSpec};
 use futures::stream::BoxStream;
 
 use crate::coord::{CoordError, Coordinator};
-use crate::meta::{
-    BucketRecord, Command, CommandResult, MetaClient, ObjectRecord, Query, QueryResult,
-};
+use crate::meta::request::{DeleteObject, GetObject, SetObjectTags};
+use crate::meta::{MetaClient, ObjectRecord, ReadRequest, WriteRequest};
+use crate::types::BucketId;
 
 /// Object reads and writes over the metadata ring and the data path.
 #[derive(Clone)]
@@ -49,48 +49,31 @@ impl ObjectService {
         }
     }
 
-    pub(crate) async fn read_meta(&self, q: Query) -> Result<QueryResult, ObjectError> {
-        Ok(self.meta.read(q).await?)
+    /// Sends a typed metadata write; a refusal becomes its [`ObjectError`].
+    pub(crate) async fn send<W: WriteRequest>(&self, req: W) -> Result<(), ObjectError> {
+        Ok(self.meta.send(req).await??)
     }
 
-    pub(crate) async fn write_meta(&self, c: Command) -> Result<CommandResult, ObjectError> {
-        Ok(self.meta.write(c).await?)
+    /// Asks a typed metadata read; a refusal becomes its [`ObjectError`].
+    pub(crate) async fn ask<R: ReadRequest>(&self, req: R) -> Result<R::Reply, ObjectError> {
+        Ok(self.meta.ask(req).await??)
     }
 
-    pub async fn bucket(&self, bucket: &str) -> Result<BucketRecord, ObjectError> {
-        match self
-            .read_meta(Query::GetBucket {
-                name: bucket.to_string(),
-            })
-            .await?
-        {
-            QueryResult::Bucket(Some(b)) => Ok(b),
-            QueryResult::Bucket(None) => Err(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("GetBucket")),
-        }
+    /// The current record of `key` in bucket `bucket`.
+    pub async fn head(&self, bucket: BucketId, key: &str) -> Result<ObjectRecord, ObjectError> {
+        self.ask(GetObject {
+            bucket,
+            key: key.to_string(),
+        })
+        .await?
+        .ok_or(ObjectError::NoSuchKey)
     }
 
-    /// The current record of `bucket/key`.
-    pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectRecord, ObjectError> {
-        match self
-            .read_meta(Query::GetObject {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-            })
-            .await?
-        {
-            QueryResult::Object(Some(r)) => Ok(r),
-            QueryResult::Object(None) => Err(ObjectError::NoSuchKey),
-            QueryResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("GetObject")),
-        }
-    }
-
-    /// Streams bytes `start..end` of `record`, the object `bucket/key`; damaged shards the
-    /// read finds are queued for healing.
+    /// Streams bytes `start..end` of `record`, the object `key` of bucket `bucket`; damaged
+    /// shards the read finds are queued for healing.
     pub fn read(
         &self,
-        bucket: &str,
+        bucket: BucketId,
         key: &str,
         record: &ObjectRecord,
         start: u64,
@@ -108,44 +91,33 @@ impl ObjectService {
 
     /// Deletes one object; the retire worker frees its data after the grace. Deleting a
     /// missing key succeeds (as S3).
-    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
-        match self
-            .write_meta(Command::DeleteObject {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-            })
-            .await?
-        {
-            CommandResult::ObjectDeleted => Ok(()),
-            CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("DeleteObject")),
-        }
+    pub async fn delete(&self, bucket: BucketId, key: &str) -> Result<(), ObjectError> {
+        self.send(DeleteObject {
+            bucket,
+            key: key.to_string(),
+        })
+        .await
     }
 
     /// Replaces the tags of the current version of an object.
     pub async fn set_tags(
         &self,
-        bucket: &str,
+        bucket: BucketId,
         key: &str,
         tags: std::collections::BTreeMap<String, String>,
     ) -> Result<(), ObjectError> {
         let record = self.head(bucket, key).await?;
-        match self
-            .write_meta(Command::SetObjectTags {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                version: record.version,
-                tags,
-            })
-            .await?
-        {
-            CommandResult::Ok => Ok(()),
-            CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            CommandResult::NoSuchKey => Err(ObjectError::NoSuchKey),
+        let set = SetObjectTags {
+            bucket,
+            key: key.to_string(),
+            version: record.version,
+            tags,
+        };
+        match self.send(set).await {
             // Overwritten between our read and the write: S3 would have tagged one or the
             // other; the client retries.
-            CommandResult::PreconditionFailed => Err(ObjectError::Conflict),
-            _ => Err(ObjectError::Unexpected("SetObjectTags")),
+            Err(ObjectError::PreconditionFailed) => Err(ObjectError::Conflict),
+            other => other,
         }
     }
 }

@@ -10,12 +10,15 @@ use md5::Digest as _;
 use super::put::{DataExpectations, WriteSpec};
 use super::{now_ms, ObjectError, ObjectService};
 use crate::codec::checksum::{self, ChecksumAlgorithm, ChecksumType, Checksums};
+use crate::meta::request::{
+    AbortUpload, CompleteUpload, CreateUpload, GetUpload, ListParts, ListUploads, PutPart,
+};
 use crate::meta::{
-    Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData, ObjectRecord, PartRecord,
-    PartsPage, Query, QueryResult, UploadRecord, UploadsPage, WriteCondition,
+    ListPartsQuery, ListUploadsQuery, ObjectData, ObjectRecord, PartRecord, PartsPage, Refused,
+    UploadRecord, UploadsPage, WriteCondition,
 };
 use crate::types::{
-    VersionId, MAX_MULTIPART_OBJECT_SIZE_BYTES, MAX_PARTS_PER_UPLOAD, MIN_PART_SIZE_BYTES,
+    BucketId, VersionId, MAX_MULTIPART_OBJECT_SIZE_BYTES, MAX_PARTS_PER_UPLOAD, MIN_PART_SIZE_BYTES,
 };
 
 /// A stored part.
@@ -38,7 +41,7 @@ pub struct CompletePart {
 
 #[derive(Debug, Clone)]
 pub struct CompleteRequest {
-    pub bucket: String,
+    pub bucket: BucketId,
     pub key: String,
     pub upload_id: String,
     pub parts: Vec<CompletePart>,
@@ -105,46 +108,35 @@ impl ObjectService {
             checksum_algorithm,
             checksum_type: checksum_algorithm.map(|a| checksum_type.unwrap_or(default_type(a))),
         };
-        match self
-            .write_meta(Command::CreateUpload {
-                bucket: spec.bucket,
-                upload: upload.clone(),
-            })
-            .await?
-        {
-            CommandResult::Ok => Ok(upload),
-            CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("CreateUpload")),
-        }
+        self.send(CreateUpload {
+            bucket: spec.bucket,
+            upload: upload.clone(),
+        })
+        .await?;
+        Ok(upload)
     }
 
     /// The upload in progress `upload_id` for `bucket/key`.
     pub async fn upload(
         &self,
-        bucket: &str,
+        bucket: BucketId,
         key: &str,
         upload_id: &str,
     ) -> Result<UploadRecord, ObjectError> {
-        match self
-            .read_meta(Query::GetUpload {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                upload_id: upload_id.to_string(),
-            })
-            .await?
-        {
-            QueryResult::Upload(Some(u)) => Ok(u),
-            QueryResult::Upload(None) => Err(ObjectError::NoSuchUpload),
-            QueryResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("GetUpload")),
-        }
+        self.ask(GetUpload {
+            bucket,
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+        })
+        .await?
+        .ok_or(ObjectError::NoSuchUpload)
     }
 
     /// UploadPart (and UploadPartCopy): stores part `number`, replacing an earlier one.
     #[allow(clippy::too_many_arguments)]
     pub async fn put_part<S, E>(
         &self,
-        bucket: &str,
+        bucket: BucketId,
         key: &str,
         upload_id: &str,
         number: u32,
@@ -172,46 +164,35 @@ impl ObjectService {
             checksums: w.checksums.clone(),
             data: w.data.clone(),
         };
-        let refused = |e: ObjectError| {
-            self.coord.delete_shards_in_background(w.version, &w.data);
-            Err(e)
+        let put = PutPart {
+            bucket,
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            part,
         };
-        match self
-            .write_meta(Command::PutPart {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                upload_id: upload_id.to_string(),
-                part,
-            })
-            .await?
-        {
-            CommandResult::PartPut => Ok(PartWritten {
-                etag: w.md5_hex,
-                size: w.size,
-                checksums: w.checksums,
-                last_modified_ms,
-            }),
-            CommandResult::NoSuchUpload => refused(ObjectError::NoSuchUpload),
-            CommandResult::NoSuchBucket => refused(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("PutPart")),
+        if let Err(refused) = self.meta.send(put).await? {
+            // A definite refusal: nothing will ever name this data.
+            self.coord.delete_shards_in_background(w.version, &w.data);
+            return Err(refused.into());
         }
+        Ok(PartWritten {
+            etag: w.md5_hex,
+            size: w.size,
+            checksums: w.checksums,
+            last_modified_ms,
+        })
     }
 
     pub async fn list_parts(&self, q: ListPartsQuery) -> Result<PartsPage, ObjectError> {
-        match self.read_meta(Query::ListParts(q)).await? {
-            QueryResult::Parts(p) if p.upload.is_some() => Ok(p),
-            QueryResult::Parts(_) => Err(ObjectError::NoSuchUpload),
-            QueryResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("ListParts")),
+        let page = self.ask(ListParts(q)).await?;
+        if page.upload.is_none() {
+            return Err(ObjectError::NoSuchUpload);
         }
+        Ok(page)
     }
 
     pub async fn list_uploads(&self, q: ListUploadsQuery) -> Result<UploadsPage, ObjectError> {
-        match self.read_meta(Query::ListUploads(q)).await? {
-            QueryResult::Uploads(p) => Ok(p),
-            QueryResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("ListUploads")),
-        }
+        self.ask(ListUploads(q)).await
     }
 
     /// CompleteMultipartUpload: checks the listed parts against the stored ones (order, ETags,
@@ -227,7 +208,7 @@ impl ObjectService {
     /// same upload became, with the same parts, answers as the completion did; anything else
     /// is NoSuchUpload.
     async fn completed_before(&self, req: &CompleteRequest) -> Result<Completed, ObjectError> {
-        let record = match self.head(&req.bucket, &req.key).await {
+        let record = match self.head(req.bucket, &req.key).await {
             Ok(r) => r,
             Err(ObjectError::NoSuchKey) => return Err(ObjectError::NoSuchUpload),
             Err(e) => return Err(e),
@@ -257,7 +238,7 @@ impl ObjectService {
     async fn complete_once(&self, req: &CompleteRequest) -> Result<Completed, ObjectError> {
         let page = self
             .list_parts(ListPartsQuery {
-                bucket: req.bucket.clone(),
+                bucket: req.bucket,
                 key: req.key.clone(),
                 upload_id: req.upload_id.clone(),
                 after: 0,
@@ -360,49 +341,41 @@ impl ObjectService {
             ObjectData::Inline(Vec::new()),
         );
         record.checksum_type = upload.checksum_type;
-        let answer = self
-            .write_meta(Command::CompleteUpload {
-                bucket: req.bucket.clone(),
-                key: req.key.clone(),
-                upload_id: req.upload_id.clone(),
-                parts: used.iter().map(|p| (p.number, p.version)).collect(),
-                record,
-                condition: req.condition.clone(),
-            })
-            .await?;
-        match answer {
-            CommandResult::UploadCompleted => Ok(Completed {
+        let complete = CompleteUpload {
+            bucket: req.bucket,
+            key: req.key.clone(),
+            upload_id: req.upload_id.clone(),
+            parts: used.iter().map(|p| (p.number, p.version)).collect(),
+            record,
+            condition: req.condition.clone(),
+        };
+        match self.meta.send(complete).await? {
+            Ok(()) => Ok(Completed {
                 etag,
                 size,
                 checksums,
                 checksum_type: upload.checksum_type,
             }),
-            CommandResult::PartsChanged => Err(ObjectError::InvalidPart {
+            Err(Refused::PartsChanged) => Err(ObjectError::InvalidPart {
                 number: used.first().map_or(0, |p| p.number),
             }),
-            CommandResult::NoSuchUpload => Err(ObjectError::NoSuchUpload),
-            CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            CommandResult::PreconditionFailed => Err(ObjectError::PreconditionFailed),
-            CommandResult::NoSuchKey => Err(ObjectError::NoSuchKey),
-            _ => Err(ObjectError::Unexpected("CompleteUpload")),
+            Err(refused) => Err(refused.into()),
         }
     }
 
     /// AbortMultipartUpload: removes the upload and frees its parts.
-    pub async fn abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), ObjectError> {
-        match self
-            .write_meta(Command::AbortUpload {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                upload_id: upload_id.to_string(),
-            })
-            .await?
-        {
-            CommandResult::UploadAborted => Ok(()),
-            CommandResult::NoSuchUpload => Err(ObjectError::NoSuchUpload),
-            CommandResult::NoSuchBucket => Err(ObjectError::NoSuchBucket),
-            _ => Err(ObjectError::Unexpected("AbortUpload")),
-        }
+    pub async fn abort(
+        &self,
+        bucket: BucketId,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ObjectError> {
+        self.send(AbortUpload {
+            bucket,
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+        })
+        .await
     }
 }
 

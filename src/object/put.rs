@@ -10,9 +10,10 @@ use md5::Digest as _;
 use super::{now_ms, ObjectError, ObjectService};
 use crate::codec::checksum::{self, ChecksumSelection, Checksums};
 use crate::meta::{
-    Command, CommandResult, ObjectData, ObjectHeaders, ObjectRecord, WriteCondition,
+    ObjectData, ObjectHeaders, ObjectRecord, WriteCondition,
 };
-use crate::types::VersionId;
+use crate::meta::request::PutObject;
+use crate::types::{BucketId, VersionId};
 
 /// What the client claimed about a body, checked before anything is committed.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +31,7 @@ pub struct DataExpectations {
 /// Where and how a new object is written.
 #[derive(Debug, Clone)]
 pub struct WriteSpec {
-    pub bucket: String,
+    pub bucket: BucketId,
     pub key: String,
     pub headers: ObjectHeaders,
     pub condition: Option<WriteCondition>,
@@ -193,7 +194,7 @@ impl ObjectService {
             checksums: w.checksums,
             last_modified_ms,
         };
-        self.commit_object(&spec.bucket, &spec.key, record, spec.condition)
+        self.commit_object(spec.bucket, &spec.key, record, spec.condition)
             .await?;
         Ok(outcome)
     }
@@ -202,30 +203,25 @@ impl ObjectService {
     /// for retirement); frees its own data when the commit was definitely refused.
     pub(crate) async fn commit_object(
         &self,
-        bucket: &str,
+        bucket: BucketId,
         key: &str,
         record: ObjectRecord,
         condition: Option<WriteCondition>,
     ) -> Result<(), ObjectError> {
         let (version, data) = (record.version, record.data.clone());
-        let refused = |e: ObjectError| {
-            self.coord.delete_shards_in_background(version, &data);
-            Err(e)
+        let put = PutObject {
+            bucket,
+            key: key.to_string(),
+            record,
+            condition,
         };
-        let committed = self
-            .write_meta(Command::PutObject {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                record,
-                condition,
-            })
-            .await?;
-        match committed {
-            CommandResult::ObjectPut => Ok(()),
-            CommandResult::NoSuchBucket => refused(ObjectError::NoSuchBucket),
-            CommandResult::PreconditionFailed => refused(ObjectError::PreconditionFailed),
-            CommandResult::NoSuchKey => refused(ObjectError::NoSuchKey),
-            _ => Err(ObjectError::Unexpected("PutObject")),
+        match self.meta.send(put).await? {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                // A definite refusal: nothing will ever name this data.
+                self.coord.delete_shards_in_background(version, &data);
+                Err(refused.into())
+            }
         }
     }
 }

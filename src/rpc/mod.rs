@@ -18,8 +18,9 @@ pub use secret::{unix_now_ms, ClusterSecret};
 pub use server::{full_body, serve, status_response, Peer, RpcHandler, RpcListener, RpcResponse};
 pub use tls::{identity_of, Identity, RpcTls, TlsError, HANDSHAKE_TIMEOUT, NAME_DOMAIN};
 
-/// Version of the internal protocol; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version of the internal protocol; a peer speaking another version is refused. 3: typed
+/// metadata requests, object requests naming buckets by id.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Header carrying [`PROTOCOL_VERSION`].
 pub const HEADER_PROTOCOL: &str = "x-baobab-proto";
 /// Largest non-streaming message body (metadata and Raft messages).
