@@ -26,8 +26,8 @@ use crate::coord::{CoordError, Coordinator};
 use crate::meta::repair::WalkedPiece;
 use crate::meta::{
     request::{HealProgress, QueueHeal, ScrubProgress},
-    HealOwner, HealRecord, WriteRequest, HealReport, HealResult, MetaNode, ObjectData, ScrubPage,
-    ShardDamage, Write, WriteReply,
+    HealOwner, HealRecord, HealReport, HealResult, MetaNode, ObjectData, ScrubPage, ShardDamage,
+    Write, WriteReply, WriteRequest,
 };
 use crate::rpc::unix_now_ms as now_ms;
 use crate::shard::{verify_shard, ShardCheck};

@@ -47,10 +47,7 @@ fn print(v: Value) {
     println!("{v}");
 }
 
-async fn write(
-    meta: &MetaClient,
-    req: impl WriteRequest,
-) -> anyhow::Result<Result<(), Refused>> {
+async fn write(meta: &MetaClient, req: impl WriteRequest) -> anyhow::Result<Result<(), Refused>> {
     Ok(meta.send(req).await?)
 }
 

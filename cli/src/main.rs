@@ -19,7 +19,12 @@ use clap::{Parser, Subcommand};
 const DEV_SHARD_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// `baobab --version`: the crate version and the commit built (`cli/build.rs`).
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BAOBAB_COMMIT"), ")");
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BAOBAB_COMMIT"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use baobab::codec::checksum::Checksums;
 use baobab::codec::shard_format::{block_hash, ShardHeader, ShardLayout};
 use baobab::meta::raft::{LogId, SnapshotChunk, StoredMembership, TypeConfig};
-use baobab::meta::snapshot::{SnapshotHeader, SnapshotWriter};
 use baobab::meta::request::{GetObject, PutObject};
+use baobab::meta::snapshot::{SnapshotHeader, SnapshotWriter};
 use baobab::meta::state::encode_value;
 use baobab::meta::{
     AccessKeyRecord, BucketRecord, Command, CorsRule, GarbageId, GarbageRecord, ObjectData,

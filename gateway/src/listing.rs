@@ -145,13 +145,16 @@ impl Gateway {
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let page = self
-            .list_page(&input.bucket, ListObjectsQuery {
-                bucket: self.bucket_id(&input.bucket).await?,
-                prefix: prefix.clone(),
-                delimiter: delimiter.clone(),
-                start_after,
-                max_keys: max,
-            })
+            .list_page(
+                &input.bucket,
+                ListObjectsQuery {
+                    bucket: self.bucket_id(&input.bucket).await?,
+                    prefix: prefix.clone(),
+                    delimiter: delimiter.clone(),
+                    start_after,
+                    max_keys: max,
+                },
+            )
             .await?;
         let owner_id = if input.fetch_owner.unwrap_or(false) {
             Some(self.access.bucket(&input.bucket).await?.owner.clone())
@@ -190,13 +193,16 @@ impl Gateway {
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let page = self
-            .list_page(&input.bucket, ListObjectsQuery {
-                bucket: self.bucket_id(&input.bucket).await?,
-                prefix: prefix.clone(),
-                delimiter: delimiter.clone(),
-                start_after: input.marker.clone().filter(|m| !m.is_empty()),
-                max_keys: max,
-            })
+            .list_page(
+                &input.bucket,
+                ListObjectsQuery {
+                    bucket: self.bucket_id(&input.bucket).await?,
+                    prefix: prefix.clone(),
+                    delimiter: delimiter.clone(),
+                    start_after: input.marker.clone().filter(|m| !m.is_empty()),
+                    max_keys: max,
+                },
+            )
             .await?;
         let owner_id = self.access.bucket(&input.bucket).await?.owner.clone();
         Ok(S3Response::new(ListObjectsOutput {

@@ -160,7 +160,11 @@ impl Gateway {
         let number = part_number(input.part_number)?;
         // The upload must exist before any data moves.
         self.objects
-            .upload(self.bucket_id(&input.bucket).await?, &input.key, &input.upload_id)
+            .upload(
+                self.bucket_id(&input.bucket).await?,
+                &input.key,
+                &input.upload_id,
+            )
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         let (src_bucket, src_key, record) = self
@@ -265,7 +269,11 @@ impl Gateway {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
         self.objects
-            .abort(self.bucket_id(&input.bucket).await?, &input.key, &input.upload_id)
+            .abort(
+                self.bucket_id(&input.bucket).await?,
+                &input.key,
+                &input.upload_id,
+            )
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))

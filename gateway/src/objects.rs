@@ -532,7 +532,11 @@ impl Gateway {
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let input = req.input;
         self.objects
-            .set_tags(self.bucket_id(&input.bucket).await?, &input.key, BTreeMap::new())
+            .set_tags(
+                self.bucket_id(&input.bucket).await?,
+                &input.key,
+                BTreeMap::new(),
+            )
             .await
             .map_err(|e| from_object(e, &input.bucket))?;
         Ok(S3Response::new(DeleteObjectTaggingOutput::default()))

@@ -12,8 +12,8 @@ use tracing::{debug, warn};
 
 use super::error::MetaError;
 use super::model::{Command, CommandResult, Query, QueryResult, RequestId, Write};
-use super::request::{ReadRequest, Refused, WriteRequest};
 use super::node::{ReadReply, WriteReply, PATH_META_READ, PATH_META_WRITE};
+use super::request::{ReadRequest, Refused, WriteRequest};
 use crate::rpc::{RpcClient, RpcError};
 use crate::types::NodeId;
 

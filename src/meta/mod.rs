@@ -35,5 +35,5 @@ pub use error::{MetaError, MetaRpcError};
 // The rejoin messages, named for the fuzz targets (`fuzz/`), which decode every RPC message.
 pub use join::{ProbeReply, RejoinReply, RejoinRequest, RejoinStep};
 pub use model::*;
-pub use request::{partition_of, ReadRequest, Refused, Route, WriteRequest};
 pub use node::{MetaConfig, MetaNode, ReadReply, WriteReply, PATH_META_READ, PATH_META_WRITE};
+pub use request::{partition_of, ReadRequest, Refused, Route, WriteRequest};

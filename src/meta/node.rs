@@ -501,8 +501,8 @@ mod tests {
     use hyper::body::Incoming;
 
     use super::*;
-    use crate::meta::request::*;
     use crate::meta::model::{ListObjectsQuery, ObjectData, ObjectRecord};
+    use crate::meta::request::*;
     use crate::meta::MetaClient;
     use crate::rpc::cert::ClusterCa;
     use crate::rpc::{
@@ -546,7 +546,11 @@ mod tests {
             start_after: None,
             max_keys: 1000,
         };
-        match client.read(Query::ListObjects(ListObjects(q))).await.expect("list") {
+        match client
+            .read(Query::ListObjects(ListObjects(q)))
+            .await
+            .expect("list")
+        {
             QueryResult::Objects(p) => p.objects.into_iter().map(|o| o.key).collect(),
             other => panic!("unexpected {other:?}"),
         }

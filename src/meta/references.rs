@@ -79,8 +79,8 @@ enum Range {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::request::*;
     use crate::meta::model::{Command, CommandResult, ObjectData, ObjectHeaders, UploadRecord};
+    use crate::meta::request::*;
     use crate::meta::state::mem::MemState;
     use crate::types::{BucketId, NodeId};
 

@@ -16,9 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MetaError;
 use super::model::{CommandResult, ObjectData, ObjectRecord, PartRecord};
-use super::state::{
-    decode_value, encode_value, get_decoded, object_key, Op, StateRead,
-};
+use super::state::{decode_value, encode_value, get_decoded, object_key, Op, StateRead};
 use crate::types::{BucketId, NodeId, VersionId};
 
 pub(crate) const HEAL_PREFIX: &[u8] = b"h/";

@@ -1,6 +1,6 @@
 use super::*;
-use crate::meta::request::*;
 use crate::meta::model::{Command, ObjectHeaders, Query, QueryResult, UploadRecord};
+use crate::meta::request::*;
 use crate::meta::state::mem::MemState;
 use crate::meta::state::query;
 use crate::types::BucketId;

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{
     AccessKeyRecord, BucketRecord, BucketRights, Command, CommandResult, CorsRule, GarbageId,
-    GarbageRecord, HealOwner, HealReport, HealResult, ListObjectsPage, ListObjectsQuery, ListPartsQuery,
-    ListUploadsQuery, ObjectRecord, PartRecord, PartsPage, Query, QueryResult, RepairReport,
-    ScrubPage, UploadRecord, UploadsPage, WriteCondition,
+    GarbageRecord, HealOwner, HealReport, HealResult, ListObjectsPage, ListObjectsQuery,
+    ListPartsQuery, ListUploadsQuery, ObjectRecord, PartRecord, PartsPage, Query, QueryResult,
+    RepairReport, ScrubPage, UploadRecord, UploadsPage, WriteCondition,
 };
 use crate::types::{BucketId, VersionId};
 
@@ -113,7 +113,7 @@ pub trait ReadRequest: Into<Query> {
     type Reply;
     fn route(&self) -> Route;
     /// The typed answer of `result`; `Err(result)` if this request cannot answer that.
-    fn reply(result: QueryResult) -> Result<Result<Self::Reply, Refused>, QueryResult>;
+    fn reply(result: QueryResult) -> Result<Result<Self::Reply, Refused>, Box<QueryResult>>;
 }
 
 macro_rules! write_request {
@@ -343,10 +343,10 @@ macro_rules! read_request {
                 let $s = self;
                 $route
             }
-            fn reply(result: QueryResult) -> Result<Result<$reply, Refused>, QueryResult> {
+            fn reply(result: QueryResult) -> Result<Result<$reply, Refused>, Box<QueryResult>> {
                 match result {
                     $($pat => Ok($val),)*
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 }
             }
         }
@@ -389,18 +389,18 @@ pub struct GetObject {
     pub key: String,
 }
 read_request!(GetObject -> Option<ObjectRecord>, route: |r| Route::Bucket(r.bucket),
-    reply: {
-        QueryResult::Object(o) => Ok(o),
-        QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
-    });
+reply: {
+    QueryResult::Object(o) => Ok(o),
+    QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
+});
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListObjects(pub ListObjectsQuery);
 read_request!(ListObjects -> ListObjectsPage, route: |r| Route::Bucket(r.0.bucket),
-    reply: {
-        QueryResult::Objects(p) => Ok(p),
-        QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
-    });
+reply: {
+    QueryResult::Objects(p) => Ok(p),
+    QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
+});
 
 /// An upload in progress (None: no such upload).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -410,26 +410,26 @@ pub struct GetUpload {
     pub upload_id: String,
 }
 read_request!(GetUpload -> Option<UploadRecord>, route: |r| Route::Bucket(r.bucket),
-    reply: {
-        QueryResult::Upload(u) => Ok(u),
-        QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
-    });
+reply: {
+    QueryResult::Upload(u) => Ok(u),
+    QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
+});
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListParts(pub ListPartsQuery);
 read_request!(ListParts -> PartsPage, route: |r| Route::Bucket(r.0.bucket),
-    reply: {
-        QueryResult::Parts(p) => Ok(p),
-        QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
-    });
+reply: {
+    QueryResult::Parts(p) => Ok(p),
+    QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
+});
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListUploads(pub ListUploadsQuery);
 read_request!(ListUploads -> UploadsPage, route: |r| Route::Bucket(r.0.bucket),
-    reply: {
-        QueryResult::Uploads(p) => Ok(p),
-        QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
-    });
+reply: {
+    QueryResult::Uploads(p) => Ok(p),
+    QueryResult::NoSuchBucket => Err(Refused::NoSuchBucket),
+});
 
 /// The repair queue and what healing and scrubbing verified (`baobab repair status`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -472,7 +472,7 @@ mod tests {
         );
         assert_eq!(
             GetBucket::reply(QueryResult::NoSuchBucket),
-            Err(QueryResult::NoSuchBucket)
+            Err(Box::new(QueryResult::NoSuchBucket))
         );
     }
 
@@ -496,10 +496,7 @@ mod tests {
             .route(),
             Route::Control
         );
-        assert_eq!(
-            GetBucket { name: "n".into() }.route(),
-            Route::Control
-        );
+        assert_eq!(GetBucket { name: "n".into() }.route(), Route::Control);
     }
 
     #[test]

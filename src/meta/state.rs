@@ -258,9 +258,7 @@ pub fn apply(
             })
         }
         Command::SetBucketTags(c) => update_bucket(state, &c.bucket, |b| b.tags = c.tags.clone()),
-        Command::SetBucketCors(c) => {
-            update_bucket(state, &c.bucket, |b| b.cors = c.rules.clone())
-        }
+        Command::SetBucketCors(c) => update_bucket(state, &c.bucket, |b| b.cors = c.rules.clone()),
         Command::CreateUpload(_)
         | Command::PutPart(_)
         | Command::CompleteUpload(_)

@@ -310,7 +310,11 @@ fn apply_bucket_lifecycle() {
         assert_eq!(s.run(&del), CommandResult::ObjectDeleted);
     }
     assert_eq!(s.run(&seal), CommandResult::Ok);
-    assert_eq!(s.run(&seal), CommandResult::Ok, "sealing again (a retry) is done");
+    assert_eq!(
+        s.run(&seal),
+        CommandResult::Ok,
+        "sealing again (a retry) is done"
+    );
     // Once sealed, nothing lands in the bucket, even from a writer that read its record
     // before the delete.
     assert_eq!(s.run(&put("b", "late")), CommandResult::NoSuchBucket);
@@ -331,7 +335,11 @@ fn apply_bucket_lifecycle() {
     assert_eq!(s.run(&again), CommandResult::BucketCreated);
     assert_eq!(s.run(&put("c", "k")), CommandResult::ObjectPut);
     assert_eq!(s.run(&put("b", "k")), CommandResult::NoSuchBucket);
-    let left: Vec<_> = s.0.keys().filter(|k| !k.starts_with(b"g/")).cloned().collect();
+    let left: Vec<_> =
+        s.0.keys()
+            .filter(|k| !k.starts_with(b"g/"))
+            .cloned()
+            .collect();
     assert_eq!(
         left,
         vec![
@@ -393,15 +401,21 @@ fn apply_access_keys_and_list_buckets() {
         allow_create_bucket: false,
     };
     assert_eq!(
-        s.run(&Command::CreateAccessKey(CreateAccessKey { record: key("K2") })),
+        s.run(&Command::CreateAccessKey(CreateAccessKey {
+            record: key("K2")
+        })),
         CommandResult::AccessKeyCreated
     );
     assert_eq!(
-        s.run(&Command::CreateAccessKey(CreateAccessKey { record: key("K2") })),
+        s.run(&Command::CreateAccessKey(CreateAccessKey {
+            record: key("K2")
+        })),
         CommandResult::AccessKeyExists
     );
     assert_eq!(
-        s.run(&Command::CreateAccessKey(CreateAccessKey { record: key("K1") })),
+        s.run(&Command::CreateAccessKey(CreateAccessKey {
+            record: key("K1")
+        })),
         CommandResult::AccessKeyCreated
     );
     assert_eq!(
@@ -434,7 +448,8 @@ fn apply_access_keys_and_list_buckets() {
             CommandResult::BucketCreated
         );
     }
-    let QueryResult::Buckets(buckets) = query(&s, &Query::ListBuckets(ListBuckets)).expect("q") else {
+    let QueryResult::Buckets(buckets) = query(&s, &Query::ListBuckets(ListBuckets)).expect("q")
+    else {
         panic!("variant")
     };
     let names: Vec<&str> = buckets.iter().map(|b| b.name.as_str()).collect();
@@ -485,11 +500,13 @@ fn grants_and_key_rights() {
         read: true,
         ..Default::default()
     };
-    let grant = |key: &str, rights| Command::SetBucketGrant(SetBucketGrant {
-        bucket: "b".into(),
-        key_id: key.into(),
-        rights,
-    });
+    let grant = |key: &str, rights| {
+        Command::SetBucketGrant(SetBucketGrant {
+            bucket: "b".into(),
+            key_id: key.into(),
+            rights,
+        })
+    };
     // Grants name existing keys only.
     assert_eq!(s.run(&grant("K", read)), CommandResult::NoSuchAccessKey);
     s.run(&access_key("K"));
@@ -520,18 +537,24 @@ fn grants_and_key_rights() {
         })),
         CommandResult::Ok
     );
-    let QueryResult::AccessKey(Some(k)) =
-        query(&s, &Query::GetAccessKey(GetAccessKey { key_id: "K".into() })).expect("q")
-    else {
+    let QueryResult::AccessKey(Some(k)) = query(
+        &s,
+        &Query::GetAccessKey(GetAccessKey { key_id: "K".into() }),
+    )
+    .expect("q") else {
         panic!("key")
     };
     assert!(k.allow_create_bucket);
     assert_eq!(
-        s.run(&Command::DeleteAccessKey(DeleteAccessKey { key_id: "K".into() })),
+        s.run(&Command::DeleteAccessKey(DeleteAccessKey {
+            key_id: "K".into()
+        })),
         CommandResult::Ok
     );
     assert_eq!(
-        s.run(&Command::DeleteAccessKey(DeleteAccessKey { key_id: "K".into() })),
+        s.run(&Command::DeleteAccessKey(DeleteAccessKey {
+            key_id: "K".into()
+        })),
         CommandResult::NoSuchAccessKey
     );
     assert_eq!(
@@ -548,12 +571,14 @@ fn conditional_puts_and_tags() {
     use crate::meta::model::WriteCondition;
     let mut s = MemState::default();
     s.run(&create_bucket("b", "o"));
-    let put = |v: u128, cond: Option<WriteCondition>| Command::PutObject(PutObject {
-        bucket: BucketId(7),
-        key: "k".into(),
-        record: ObjectRecord::for_tests(v, 1, format!("e{v}"), vec![1]),
-        condition: cond,
-    });
+    let put = |v: u128, cond: Option<WriteCondition>| {
+        Command::PutObject(PutObject {
+            bucket: BucketId(7),
+            key: "k".into(),
+            record: ObjectRecord::for_tests(v, 1, format!("e{v}"), vec![1]),
+            condition: cond,
+        })
+    };
     assert_eq!(
         s.run(&put(1, Some(WriteCondition::IfMatch("e1".into())))),
         CommandResult::NoSuchKey
@@ -576,12 +601,14 @@ fn conditional_puts_and_tags() {
     ));
     let tags: std::collections::BTreeMap<String, String> =
         [("a".to_string(), "1".to_string())].into();
-    let set = |v: u128| Command::SetObjectTags(SetObjectTags {
-        bucket: BucketId(7),
-        key: "k".into(),
-        version: crate::types::VersionId(v),
-        tags: tags.clone(),
-    });
+    let set = |v: u128| {
+        Command::SetObjectTags(SetObjectTags {
+            bucket: BucketId(7),
+            key: "k".into(),
+            version: crate::types::VersionId(v),
+            tags: tags.clone(),
+        })
+    };
     // Tags meant for the overwritten version 1 are refused; version 2 takes them.
     assert_eq!(s.run(&set(1)), CommandResult::PreconditionFailed);
     assert_eq!(s.run(&set(2)), CommandResult::Ok);

@@ -152,7 +152,11 @@ impl MetaDb {
                     });
                 if found.is_none() && empty {
                     let mut batch = WriteBatch::default();
-                    batch.put_cf(self.cf(CF_RAFT_META), KEY_FORMAT, encode_value(&META_FORMAT)?);
+                    batch.put_cf(
+                        self.cf(CF_RAFT_META),
+                        KEY_FORMAT,
+                        encode_value(&META_FORMAT)?,
+                    );
                     return self.write(batch, true);
                 }
                 Err(MetaError::Format(format!(
@@ -871,8 +875,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::request::*;
     use crate::meta::model::Command;
+    use crate::meta::request::*;
     use crate::types::BucketId;
     use openraft::{CommittedLeaderId, Membership};
     use std::collections::{BTreeMap, BTreeSet};
@@ -997,7 +1001,8 @@ mod tests {
             sm2.applied_state().await.expect("applied").0,
             Some(log_id(1, 3))
         );
-        let QueryResult::Buckets(b) = db2.query(&Query::ListBuckets(ListBuckets)).expect("query") else {
+        let QueryResult::Buckets(b) = db2.query(&Query::ListBuckets(ListBuckets)).expect("query")
+        else {
             panic!("variant")
         };
         assert_eq!(

@@ -12,11 +12,11 @@
 
 use super::error::MetaError;
 use super::garbage::retire_ops;
-use super::request::{CompleteUpload, PutPart};
 use super::model::{
-    Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData,
-    ObjectRecord, PartRecord, PartRef, PartsPage, Query, QueryResult, UploadRecord, UploadsPage,
+    Command, CommandResult, ListPartsQuery, ListUploadsQuery, ObjectData, ObjectRecord, PartRecord,
+    PartRef, PartsPage, Query, QueryResult, UploadRecord, UploadsPage,
 };
+use super::request::{CompleteUpload, PutPart};
 use super::state::{
     check_condition, decode_value, encode_value, get_decoded, object_key, walk_grouped,
     GroupedScan, Listed, Op, StateRead,

@@ -9,10 +9,8 @@ use md5::Digest as _;
 
 use super::{now_ms, ObjectError, ObjectService};
 use crate::codec::checksum::{self, ChecksumSelection, Checksums};
-use crate::meta::{
-    ObjectData, ObjectHeaders, ObjectRecord, WriteCondition,
-};
 use crate::meta::request::PutObject;
+use crate::meta::{ObjectData, ObjectHeaders, ObjectRecord, WriteCondition};
 use crate::types::{BucketId, VersionId};
 
 /// What the client claimed about a body, checked before anything is committed.
