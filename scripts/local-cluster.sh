@@ -22,6 +22,8 @@
 # and BAOBAB_S3_REQUESTS_PER_SEC_PER_KEY (max_connections, header_read_timeout_secs, ...);
 # BAOBAB_S3_TLS_CERT and BAOBAB_S3_TLS_KEY (PEM files) make it serve HTTPS only (cluster.env
 # then says https://; `kill -HUP` the gateway to reload them).
+# BAOBAB_METRICS=1 gives every process a Prometheus /metrics listener: the gateway on P+4,
+# storage node N on P+4+N (cluster.env then lists them in BAOBAB_METRICS_URLS).
 # All are read when a config file is first written.
 set -euo pipefail
 
@@ -54,6 +56,9 @@ write_config() { # DIR NAME ROLE NODE_ID PORT
         [ "$role" = storage ] && echo "rpc_listen = \"127.0.0.1:$((port + id))\""
         echo "cluster_secret_file = \"$dir/cluster.secret\""
         echo "log_file = \"$dir/$name.log\""
+        if [ "${BAOBAB_METRICS:-}" = 1 ]; then
+            echo "metrics_listen = \"127.0.0.1:$((port + 4 + id))\""
+        fi
         if [ -n "${BAOBAB_RETIRED_DATA_GRACE_SECS:-}" ]; then
             echo "retired_data_grace_secs = $BAOBAB_RETIRED_DATA_GRACE_SECS"
         fi
@@ -183,6 +188,9 @@ export AWS_SECRET_ACCESS_KEY=$secret
 export AWS_ENDPOINT_URL=$scheme://127.0.0.1:$port
 export AWS_REGION=us-east-1
 ENV
+    if grep -q '^metrics_listen' "$dir/gateway.toml"; then
+        echo "export BAOBAB_METRICS_URLS=\"$(for n in 0 1 2 3; do printf 'http://127.0.0.1:%s/metrics ' "$((port + 4 + n))"; done)\"" >> "$dir/cluster.env.tmp"
+    fi
     mv "$dir/cluster.env.tmp" "$dir/cluster.env"
     echo "cluster running; credentials: source $dir/cluster.env"
     ;;

@@ -14,6 +14,7 @@ python3 -c 'import boto3' 2>/dev/null || py_missing+=(boto3)
 python3 -c 'import awscrt' 2>/dev/null || py_missing+=(awscrt)     # boto3's CRC32C/CRC64NVME
 python3 -c 'import pytest' 2>/dev/null || py_missing+=(pytest)
 python3 -c 'import requests' 2>/dev/null || py_missing+=(requests)   # browser-form POST tests
+python3 -c 'import prometheus_client' 2>/dev/null || py_missing+=(prometheus-client)   # /metrics parser
 command -v aws >/dev/null 2>&1 || py_missing+=(awscli)
 if [ "${#py_missing[@]}" -gt 0 ]; then
     python3 -m pip install -q "${py_missing[@]}"

@@ -9,6 +9,7 @@ pub mod coord;
 pub mod fsutil;
 pub mod gc;
 pub mod meta;
+pub mod metrics;
 pub mod object;
 pub mod placement;
 pub mod repair;

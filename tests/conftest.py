@@ -36,7 +36,7 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z\s+(TRACE|DEBUG|INFO|WARN|ERROR
 SECRETS_CREATED = set()
 
 
-def free_port_block(n=4):
+def free_port_block(n=8):
     """A port P such that P..P+n-1 are free on 127.0.0.1."""
     for _ in range(200):
         with socket.socket() as s:
@@ -321,7 +321,7 @@ def dev_cluster(workdir):
 
 @pytest.fixture(scope="session")
 def local_cluster(workdir):
-    c = LocalCluster(workdir / "local", free_port_block()).start()
+    c = LocalCluster(workdir / "local", free_port_block(), {"BAOBAB_METRICS": "1"}).start()
     yield c
     c.stop()
     check_logs(c)

@@ -41,6 +41,9 @@ pub struct Config {
     pub rpc_tls: Option<RpcTlsConfig>,
     /// Log to this file (appending) instead of stderr.
     pub log_file: Option<PathBuf>,
+    /// Serve Prometheus metrics of this process on `http://<this>/metrics` (e.g.
+    /// "127.0.0.1:9100"); off when absent.
+    pub metrics_listen: Option<String>,
     /// The S3 listener (role gateway).
     pub s3: Option<S3Config>,
     /// The erasure profile of new objects.

@@ -145,9 +145,12 @@ pub async fn run(
     init_logging(None)?;
     std::fs::create_dir_all(data_dir)?;
     let data_dir = data_dir.canonicalize()?;
-    if s3_port > u16::MAX - 3 {
-        anyhow::bail!("--s3-port must leave room for the three storage node ports after it");
+    if s3_port > u16::MAX - 4 {
+        anyhow::bail!(
+            "--s3-port must leave room for the three storage node ports and the metrics port after it"
+        );
     }
+    let metrics_port = s3_port + 4;
     let secret = ClusterSecret::new(
         load_or_create_secret(&data_dir.join("cluster.secret"))
             .await?
@@ -175,6 +178,9 @@ pub async fn run(
     let s3_listener = tokio::net::TcpListener::bind(("127.0.0.1", s3_port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{s3_port}: {e}"))?;
+    let metrics = baobab::metrics::serve(&format!("127.0.0.1:{metrics_port}"))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on 127.0.0.1:{metrics_port}: {e}"))?;
     let mut listeners = Vec::new();
     for (id, addr) in &members {
         let l = tokio::net::TcpListener::bind(addr)
@@ -244,8 +250,9 @@ pub async fn run(
         _ = token.cancelled() => anyhow::bail!("interrupted before the cluster was ready"),
     };
     let endpoint = format!("http://127.0.0.1:{s3_port}");
+    let metrics_url = format!("http://{}/metrics", metrics.addr);
     let env = format!(
-        "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\nexport AWS_ENDPOINT_URL={endpoint}\nexport AWS_REGION={REGION}\n",
+        "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\nexport AWS_ENDPOINT_URL={endpoint}\nexport AWS_REGION={REGION}\nexport BAOBAB_METRICS_URL={metrics_url}\n",
         key.key_id, key.secret
     );
     baobab::fsutil::write_private(&env_path, env.as_bytes()).await?;
@@ -254,6 +261,7 @@ pub async fn run(
     println!("Access key id:     {}", key.key_id);
     println!("Secret access key: {}", key.secret);
     println!("Region:            {REGION}");
+    println!("Metrics:           {metrics_url}");
     println!("Credentials for your shell: source {}", env_path.display());
 
     token.cancelled().await;

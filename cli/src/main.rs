@@ -50,7 +50,8 @@ enum Command {
         /// Where the cluster keeps its data.
         #[arg(long, default_value = "./baobab-data")]
         data_dir: PathBuf,
-        /// S3 port on 127.0.0.1; the storage nodes use the three ports after it.
+        /// S3 port on 127.0.0.1; the storage nodes use the three ports after it, and the
+        /// Prometheus metrics (`/metrics`) the fourth.
         #[arg(long, default_value_t = 3900)]
         s3_port: u16,
         /// Seconds the data of replaced or deleted objects stays readable for GETs in flight.

@@ -134,6 +134,14 @@ pub async fn server(config_path: &Path) -> anyhow::Result<()> {
         reload_rpc_tls_on_sighup(tls.clone(), files)?;
     }
     std::fs::create_dir_all(&cfg.data_dir)?;
+    let _metrics = match &cfg.metrics_listen {
+        Some(listen) => Some(
+            baobab::metrics::serve(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {listen}: {e}"))?,
+        ),
+        None => None,
+    };
 
     let mut storage = None;
     if cfg.roles.contains(&Role::Storage) {

@@ -32,7 +32,8 @@ pub fn caller<T>(req: &S3Request<T>) -> S3Result<String> {
         .ok_or_else(access_denied)
 }
 
-/// One line per operation: `op(InputType, OutputType) => handler`.
+/// One line per operation: `op(InputType, OutputType) => handler`. Each answer is counted and
+/// timed by operation (`baobab::metrics`).
 macro_rules! dispatch {
     ($($op:ident($input:ident, $output:ident);)*) => {
         #[async_trait::async_trait]
@@ -40,7 +41,14 @@ macro_rules! dispatch {
             $(
                 #[tracing::instrument(level = "debug", skip_all, fields(op = stringify!($op)))]
                 async fn $op(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
-                    Gateway::$op(self, req).await
+                    let started = std::time::Instant::now();
+                    let answer = Gateway::$op(self, req).await;
+                    let status = match &answer {
+                        Ok(r) => r.status.map_or(200, |s| s.as_u16()),
+                        Err(e) => e.status_code().map_or(500, |s| s.as_u16()),
+                    };
+                    baobab::metrics::global().s3_request(stringify!($op), status, started.elapsed());
+                    answer
                 }
             )*
         }

@@ -216,7 +216,9 @@ pub async fn serve_s3_with(
                 async move {
                     let started = std::time::Instant::now();
                     if header_section_len(req.headers()) > MAX_HEADER_SECTION_BYTES {
-                        return Ok(header_section_too_large(&request_id));
+                        let resp = header_section_too_large(&request_id);
+                        baobab::metrics::global().http_response(resp.status().as_u16());
+                        return Ok(resp);
                     }
                     let (mut parts, body) = req.into_parts();
                     if let Some((_, None)) = &sig_v2 {
@@ -238,6 +240,7 @@ pub async fn serve_s3_with(
                             resp.headers_mut().insert("x-amz-request-id", v);
                         }
                         add_request_id_to_error_body(&mut resp, &request_id);
+                        baobab::metrics::global().http_response(resp.status().as_u16());
                         return Ok(resp);
                     }
                     let req = http::Request::from_parts(parts, body);
@@ -247,6 +250,7 @@ pub async fn serve_s3_with(
                         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
                             resp.headers_mut().insert("x-amz-request-id", v);
                         }
+                        baobab::metrics::global().http_response(resp.status().as_u16());
                         return Ok(resp);
                     }
                     let mut resp = match &post_bucket {
@@ -300,6 +304,7 @@ pub async fn serve_s3_with(
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "s3 request"
                     );
+                    baobab::metrics::global().http_response(resp.status().as_u16());
                     Ok::<_, s3s::HttpError>(resp)
                 }
                 .instrument(span)

@@ -102,6 +102,7 @@ async fn cluster(n: u64, k: u8, m: u8) -> (Coordinator, HashMap<NodeId, Node>) {
         let handler = Arc::new(ShardsOnly(ShardRpc::new(
             store,
             crate::shard::DEFAULT_VERIFY_BYTES_PER_SEC,
+            NodeId(i),
         )));
         tokio::spawn(serve(
             listener,

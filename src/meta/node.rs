@@ -22,6 +22,7 @@ use super::raft::{
     PATH_APPEND, PATH_SNAPSHOT_CHUNK, PATH_VOTE,
 };
 use super::store::{LogStore, MetaDb, StateMachineStore};
+use crate::metrics::GroupMetrics;
 use crate::rpc::{decode, encode, unix_now_ms as now_ms, Identity, RpcClient};
 use crate::types::NodeId;
 
@@ -95,7 +96,11 @@ const MAX_WRITES_IN_FLIGHT: usize = 2;
 /// Group commit. openraft 0.9 turns each `client_write` into its own log append and fsync on
 /// every node, so concurrent writes are gathered here into one [`Proposal`]: whatever queued
 /// while earlier entries were in flight goes in the next one.
-async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
+async fn group_commit_loop(
+    raft: Raft,
+    mut rx: mpsc::Receiver<PendingWrite>,
+    metrics: GroupMetrics,
+) {
     let in_flight = Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -113,6 +118,7 @@ async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
             }
         }
         let raft = raft.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let (writes, txs): (Vec<Write>, Vec<oneshot::Sender<WriteReply>>) =
@@ -122,7 +128,20 @@ async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
                 at_ms: now_ms(),
                 writes,
             };
-            match raft.client_write(proposal).await {
+            let started = std::time::Instant::now();
+            let written = raft.client_write(proposal).await;
+            let counter = match &written {
+                Ok(_) => {
+                    metrics.commit.observe(started.elapsed().as_secs_f64());
+                    &metrics.writes_ok
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    &metrics.writes_not_leader
+                }
+                Err(_) => &metrics.writes_failed,
+            };
+            counter.inc_by(n as u64);
+            match written {
                 Ok(resp) if resp.data.0.len() == n => {
                     for (tx, r) in txs.into_iter().zip(resp.data.0) {
                         let _ = tx.send(WriteReply::Ok(r));
@@ -153,6 +172,34 @@ async fn group_commit_loop(raft: Raft, mut rx: mpsc::Receiver<PendingWrite>) {
                 }
             }
         });
+    }
+}
+
+/// Follows the replica's Raft metrics into [`GroupMetrics`] (term, leadership and its
+/// changes, apply lag) until Raft shuts down.
+async fn watch_raft_metrics(raft: Raft, metrics: GroupMetrics) {
+    let mut rx = raft.metrics();
+    let mut leader = None;
+    loop {
+        {
+            let m = rx.borrow_and_update();
+            if m.current_leader != leader {
+                if leader.is_some() || m.current_leader.is_some() {
+                    metrics.leader_changes.inc();
+                }
+                leader = m.current_leader;
+            }
+            metrics.term.set(m.current_term as i64);
+            metrics
+                .leader
+                .set(i64::from(m.current_leader == Some(m.id)));
+            let applied = m.last_applied.map_or(0, |l| l.index);
+            let lag = m.last_log_index.unwrap_or(0).saturating_sub(applied);
+            metrics.apply_lag.set(lag as i64);
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -210,7 +257,9 @@ impl MetaNode {
         }
         spawn_leader_logger(cfg.node_id, &raft);
         let (writes, rx) = mpsc::channel(4 * MAX_BATCH_COMMANDS);
-        tokio::spawn(group_commit_loop(raft.clone(), rx));
+        let metrics = crate::metrics::global().group(cfg.node_id, 0);
+        tokio::spawn(watch_raft_metrics(raft.clone(), metrics.clone()));
+        tokio::spawn(group_commit_loop(raft.clone(), rx, metrics));
         Ok(Arc::new(MetaNode {
             id: cfg.node_id,
             raft,

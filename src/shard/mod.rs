@@ -105,6 +105,11 @@ pub struct ShardStore {
 }
 
 impl ShardStore {
+    /// The size and free space of the file system the store is on.
+    pub fn space(&self) -> std::io::Result<space::FsSpace> {
+        space::statvfs_space(&self.root)
+    }
+
     /// Opens the store with the default reserve (see [`ShardReserve`]).
     pub fn open(data_dir: &Path) -> Result<Self, ShardError> {
         Self::open_with_reserve(data_dir, ShardReserve::Default)

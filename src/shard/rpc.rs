@@ -18,8 +18,10 @@ use super::scan::{ShardListPage, ShardName};
 use super::verify::{ShardCheck, VerifyPacer};
 use super::{ShardError, ShardStore};
 use crate::codec::shard_format::ShardDigest;
+use crate::metrics::ShardMetrics;
 use crate::rpc::{encode, full_body, status_response, RpcClient, RpcError, RpcResponse};
 use crate::types::{NodeId, VersionId};
+use prometheus_client::metrics::counter::Counter;
 
 /// Largest range one shard GET may ask for.
 pub const MAX_SHARD_READ_BYTES: u64 = 256 * 1024 * 1024;
@@ -163,6 +165,7 @@ pub struct ShardRpc {
     pub store: ShardStore,
     /// The read budget of whole-shard verifications on this node.
     pub pacer: std::sync::Arc<VerifyPacer>,
+    metrics: ShardMetrics,
 }
 
 /// Checks shard `shard_index` of `version` (an object or part of `object_size` bytes) whole on
@@ -255,12 +258,31 @@ fn error_response(e: ShardError) -> RpcResponse {
 }
 
 impl ShardRpc {
-    /// Serves `store`, verifying shards at most at `verify_bytes_per_sec`.
-    pub fn new(store: ShardStore, verify_bytes_per_sec: u64) -> Self {
-        ShardRpc {
+    /// Serves `store`, node `node`'s, verifying shards at most at `verify_bytes_per_sec`.
+    pub fn new(store: ShardStore, verify_bytes_per_sec: u64, node: NodeId) -> Self {
+        let rpc = ShardRpc {
             store,
             pacer: std::sync::Arc::new(VerifyPacer::new(verify_bytes_per_sec)),
+            metrics: crate::metrics::global().shards(node),
+        };
+        rpc.measure_disk();
+        rpc
+    }
+
+    /// Reads the shard disk's size and free space into the metrics.
+    fn measure_disk(&self) {
+        if let Ok(space) = self.store.space() {
+            self.metrics.disk_total.set(space.total_bytes as i64);
+            self.metrics.disk_free.set(space.available_bytes as i64);
         }
+    }
+
+    /// Counts one operation's outcome (`ok` or `error`).
+    fn count<T, E>(ok: &Counter, error: &Counter, r: &Result<T, E>) {
+        match r {
+            Ok(_) => ok.inc(),
+            Err(_) => error.inc(),
+        };
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> RpcResponse {
@@ -279,18 +301,27 @@ impl ShardRpc {
                     .into_body()
                     .into_data_stream()
                     .map_err(|e| e.to_string());
-                match self.store.write(version, idx, Box::pin(body)).await {
-                    Ok(n) => status_response(StatusCode::OK, n.to_string()),
+                let written = self.store.write(version, idx, Box::pin(body)).await;
+                let m = &self.metrics;
+                Self::count(&m.put_ok, &m.put_error, &written);
+                self.measure_disk();
+                match written {
+                    Ok(n) => {
+                        m.bytes_in.inc_by(n);
+                        status_response(StatusCode::OK, n.to_string())
+                    }
                     Err(e) => error_response(e),
                 }
             }
             Method::GET if parse_verify(req.uri().query()).is_some() => {
                 let size = parse_verify(req.uri().query()).unwrap_or(0);
-                let check = match self
+                let verified = self
                     .store
                     .verify(version, idx, size, digest, &self.pacer)
-                    .await
-                {
+                    .await;
+                let m = &self.metrics;
+                Self::count(&m.verify_ok, &m.verify_error, &verified);
+                let check = match verified {
                     Ok(check) => check,
                     Err(e) => return error_response(e),
                 };
@@ -321,8 +352,12 @@ impl ShardRpc {
                         return status_response(StatusCode::BAD_REQUEST, "bind needs size")
                     }
                 };
-                match self.store.read(version, idx, offset, len, binding).await {
+                let read = self.store.read(version, idx, offset, len, binding).await;
+                let m = &self.metrics;
+                Self::count(&m.get_ok, &m.get_error, &read);
+                match read {
                     Ok(b) => {
+                        m.bytes_out.inc_by(b.len() as u64);
                         let mut resp = http::Response::new(full_body(b));
                         *resp.status_mut() = StatusCode::OK;
                         resp
@@ -342,7 +377,11 @@ impl ShardRpc {
                         return status_response(StatusCode::CONFLICT, "shard is being read");
                     }
                 }
-                match self.store.delete(version, idx).await {
+                let deleted = self.store.delete(version, idx).await;
+                let m = &self.metrics;
+                Self::count(&m.delete_ok, &m.delete_error, &deleted);
+                self.measure_disk();
+                match deleted {
                     Ok(()) => status_response(StatusCode::OK, ""),
                     Err(e) => error_response(e),
                 }

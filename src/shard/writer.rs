@@ -86,7 +86,9 @@ impl ShardFileWriter {
         }
         let path = self.path;
         blocking(move || {
+            let started = std::time::Instant::now();
             file.sync_data()?;
+            crate::metrics::global().shard_fsync(started.elapsed());
             journal::record(FsEvent::FileSynced(&path));
             Ok(())
         })

@@ -158,7 +158,7 @@ impl StorageNode {
         let sweep_store = store.clone();
         let handler = Arc::new(Handler {
             node_id: cfg.node_id,
-            shards: ShardRpc::new(store, cfg.repair.verify_bytes_per_sec),
+            shards: ShardRpc::new(store, cfg.repair.verify_bytes_per_sec, cfg.node_id),
             meta: OnceLock::new(),
         });
         let server = tokio::spawn(serve(listener, tls, handler.clone(), shutdown));
