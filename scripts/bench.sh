@@ -5,12 +5,13 @@
 # over HTTPS, through a second gateway on the same storage nodes with a certificate from a CA
 # made for the run (openssl), and the report sets TLS beside plain HTTP.
 #
-#   scripts/bench.sh [--out FILE] [--no-micro] [--quick] [--s3-port P] [--bin BAOBAB] [--label L]
+#   scripts/bench.sh [--out FILE] [--no-micro] [--no-geo] [--quick] [--s3-port P] [--bin BAOBAB] [--label L]
 #
 # --out      report path (default bench/reports/<date>-<commit>.md)
 # --bin      benchmark this baobab binary (e.g. an older build kept aside) instead of the build
 # --label    what the report calls the server under test (default: the commit)
 # --no-micro skip the criterion micro-benchmarks (about 3 minutes)
+# --no-geo   skip the latency table across three sites 20 ms apart (scripts/geo-bench.sh, ~1 min)
 # --quick    shorter runs (a smoke run, not for reporting)
 # Everything the run writes (cluster data, JSON results) lives in a temp dir that is deleted.
 set -euo pipefail
@@ -19,6 +20,7 @@ source scripts/prereqs.sh
 
 out=""
 micro=1
+geo=1
 quick=0
 port=4700
 server_bin=""
@@ -27,6 +29,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --out) out=$2; shift 2 ;;
         --no-micro) micro=0; shift ;;
+        --no-geo) geo=0; shift ;;
         --quick) quick=1; shift ;;
         --s3-port) port=$2; shift 2 ;;
         --bin) server_bin=$(realpath "$2"); shift 2 ;;
@@ -156,4 +159,8 @@ for name, title, key, unit in rows:
           f"{a['latency_ms']['p50']:.2f} / {b['latency_ms']['p50']:.2f} | {a['latency_ms']['p99']:.2f} / {b['latency_ms']['p99']:.2f} | "
           f"{cpu(a)} / {cpu(b)} | {sum(b['errors'].values())} |")
 PY
+if [ "$geo" = 1 ]; then
+    echo "== latency across sites (scripts/geo-bench.sh)"
+    { echo; BAOBAB_BIN="$BAOBAB_BIN" scripts/geo-bench.sh --rtt-ms 20 --s3-port $((port + 60)); } >> "$out"
+fi
 echo "report: $out"

@@ -3,6 +3,7 @@
 # site-a/b/c (erasure 2+1) and one gateway, each with its own config file.
 #
 #   local-cluster.sh start DIR [--s3-port P]   start (or restart) all; writes DIR/cluster.env
+#   local-cluster.sh init DIR [--s3-port P]    only write the config files and certificates
 #   local-cluster.sh stop DIR [N]              SIGTERM all, or storage node N (SIGKILL after 10 s)
 #   local-cluster.sh status DIR                which processes run, and `baobab status`
 #   local-cluster.sh kill DIR N                SIGKILL storage node N
@@ -133,7 +134,7 @@ cmd=${1:-}; dir=${2:-}
 shift 2
 
 case "$cmd" in
-start)
+start|init)
     port=3900
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -159,6 +160,7 @@ start)
     fi
     for n in 1 2 3; do [ -f "$dir/node$n.toml" ] || write_config "$dir" "node$n" storage "$n" "$port"; done
     [ -f "$dir/gateway.toml" ] || write_config "$dir" gateway gateway 0 "$port"
+    if [ "$cmd" = init ]; then exit 0; fi
     for n in 1 2 3; do start_one "$dir" "node$n"; done
     start_one "$dir" gateway
     wait_port "$port"
