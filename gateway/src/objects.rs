@@ -274,7 +274,7 @@ impl Gateway {
         };
         let (mut tx, rx) =
             futures::channel::mpsc::channel::<Result<Bytes, baobab::coord::CoordError>>(4);
-        tokio::spawn(
+        tokio::spawn(baobab::rpc::trace::carry(
             async move {
                 let mut stream = std::pin::pin!(futures::stream::iter(first).chain(stream));
                 while let Some(item) = stream.next().await {
@@ -288,7 +288,7 @@ impl Gateway {
                 }
             }
             .instrument(tracing::Span::current()),
-        );
+        ));
         let cs = shown_checksums(input.checksum_mode.as_ref(), &plan, &record);
         let output = object_output!(GetObjectOutput, &record, cs, &overrides!(input), {
             body: Some(StreamingBlob::wrap(rx)),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use baobab::coord::Coordinator;
 use baobab::meta::MetaClient;
 use baobab::object::ObjectService;
+use baobab::rpc::trace::scope;
 use hyper_util::rt::TokioIo;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -253,9 +254,13 @@ pub async fn serve_s3_with(
                         baobab::metrics::global().http_response(resp.status().as_u16());
                         return Ok(resp);
                     }
+                    // Every RPC made for this request carries its id to the nodes.
+                    let rid: std::sync::Arc<str> = request_id.as_str().into();
                     let mut resp = match &post_bucket {
-                        Some(bucket) => post.serve(bucket, req).await,
-                        None => service.call(req.map(s3s::Body::http_body_unsync)).await?,
+                        Some(bucket) => scope(rid, post.serve(bucket, req)).await,
+                        None => {
+                            scope(rid, service.call(req.map(s3s::Body::http_body_unsync))).await?
+                        }
                     };
                     // The body failed by our limits: whatever s3s or the write path made of
                     // the failed body, the client is told why. The write path dropped its

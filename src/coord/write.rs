@@ -288,7 +288,7 @@ impl Coordinator {
         ));
         let rpc = self.rpc.clone();
         let path = shard_path_and_query(version, index as u8, None);
-        let response = tokio::spawn(async move {
+        let response = tokio::spawn(crate::rpc::trace::carry(async move {
             // The call ends when the node has made the shard durable (or refused it); sends
             // are bounded separately by SHARD_SEND_TIMEOUT, the final answer by
             // SHARD_COMMIT_TIMEOUT.
@@ -301,7 +301,7 @@ impl Coordinator {
             )
             .await
             .map(|_| ())
-        });
+        }));
         ShardWriter {
             node,
             tx: Some(tx),

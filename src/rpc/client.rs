@@ -129,15 +129,17 @@ impl RpcClient {
         if !self.knows(node) {
             return Err(RpcError::UnknownNode(node));
         }
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(format!(
                 "https://{}{path_and_query}",
                 Identity::Node(node).dns_name()
             ))
-            .header(HEADER_PROTOCOL, PROTOCOL_VERSION.to_string())
-            .body(body)
-            .map_err(|e| RpcError::Codec(e.to_string()))?;
+            .header(HEADER_PROTOCOL, PROTOCOL_VERSION.to_string());
+        if let Some(id) = super::trace::current() {
+            req = req.header(super::trace::HEADER_REQUEST_ID, &*id);
+        }
+        let req = req.body(body).map_err(|e| RpcError::Codec(e.to_string()))?;
         let sent = self.pool.request(req);
         let resp = match tokio::time::timeout(timeout, sent).await {
             Err(_) => {

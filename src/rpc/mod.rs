@@ -11,6 +11,7 @@ mod error;
 mod secret;
 mod server;
 mod tls;
+pub mod trace;
 
 pub use client::{read_body, RpcBody, RpcClient, CONNECT_TIMEOUT};
 pub use error::RpcError;

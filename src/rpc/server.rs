@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
 use tracing::{debug, warn};
 
 use super::tls::{identity_of, Identity, RpcTls, HANDSHAKE_TIMEOUT};
@@ -139,7 +140,14 @@ pub async fn serve<L: RpcListener, H: RpcHandler>(
             };
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
+                // Requests made for an S3 request carry its id, at info level so the node's
+                // warnings about them name it; the rest (Raft, background work) at debug.
+                let span = match super::trace::received(req.headers()) {
+                    Some(id) => tracing::info_span!("rpc", request_id = %id, %identity),
+                    None => tracing::debug_span!("rpc", %identity),
+                };
                 async move {
+                    debug!(path = %req.uri().path(), "rpc request");
                     let resp = match admit(identity, &req) {
                         Ok(()) => {
                             req.extensions_mut().insert(Peer(identity));
@@ -152,6 +160,7 @@ pub async fn serve<L: RpcListener, H: RpcHandler>(
                     };
                     Ok::<_, std::convert::Infallible>(resp)
                 }
+                .instrument(span)
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder

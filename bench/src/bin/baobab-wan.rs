@@ -21,7 +21,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 #[derive(Parser, Debug)]
-#[command(name = "baobab-wan", version, about = "Delaying TCP relay for WAN benchmarks")]
+#[command(
+    name = "baobab-wan",
+    version,
+    about = "Delaying TCP relay for WAN benchmarks"
+)]
 struct Args {
     /// LISTEN=TARGET@MS: relay LISTEN to TARGET, MS milliseconds each way.
     #[arg(long = "link", required = true)]
@@ -39,8 +43,12 @@ fn parse_link(s: &str) -> anyhow::Result<Link> {
     let (listen, rest) = s.split_once('=').context("expected LISTEN=TARGET@MS")?;
     let (target, ms) = rest.split_once('@').context("expected TARGET@MS")?;
     Ok(Link {
-        listen: listen.parse().with_context(|| format!("listen address {listen}"))?,
-        target: target.parse().with_context(|| format!("target address {target}"))?,
+        listen: listen
+            .parse()
+            .with_context(|| format!("listen address {listen}"))?,
+        target: target
+            .parse()
+            .with_context(|| format!("target address {target}"))?,
         delay: Duration::from_millis(ms.parse().with_context(|| format!("delay {ms}"))?),
     })
 }
@@ -56,7 +64,11 @@ async fn read_side(mut from: OwnedReadHalf, delay: Duration, tx: mpsc::Sender<(I
         match from.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {
-                if tx.send((Instant::now() + delay, buf.freeze())).await.is_err() {
+                if tx
+                    .send((Instant::now() + delay, buf.freeze()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -163,6 +175,10 @@ mod tests {
         c.read_exact(&mut buf).await.expect("read");
         assert_eq!(&buf, b"ping");
         // Connect (2 × 30 ms) + one round trip (2 × 30 ms).
-        assert!(started.elapsed() >= Duration::from_millis(115), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(115),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
