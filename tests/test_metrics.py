@@ -24,6 +24,8 @@ NODE_FAMILIES = {
     "baobab_raft_is_leader",
     "baobab_raft_leader_changes",
     "baobab_meta_writes",
+    "baobab_meta_reads",
+    "baobab_meta_read_checks",
     "baobab_shard_ops",
     "baobab_shard_bytes",
     "baobab_shard_disk_size_bytes",
@@ -95,6 +97,11 @@ def test_dev_metrics_follow_requests(dev_cluster):
     assert grew("baobab_meta_writes", "baobab_meta_writes_total", result="ok") >= 3
     assert grew("baobab_raft_commit_duration_seconds",
                 "baobab_raft_commit_duration_seconds_count") >= 1
+    # Reads share leadership checks: never more checks than reads.
+    reads = total(after, "baobab_meta_reads", "baobab_meta_reads_total")
+    checks = total(after, "baobab_meta_read_checks", "baobab_meta_read_checks_total")
+    assert grew("baobab_meta_reads", "baobab_meta_reads_total") >= 1
+    assert 1 <= checks <= reads
 
     # One group, three replicas, one leader; all on the same term, none far behind.
     leaders = [s for s in after["baobab_raft_is_leader"].samples if s.value == 1]

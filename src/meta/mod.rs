@@ -22,6 +22,7 @@ mod join;
 pub mod model;
 mod node;
 pub mod raft;
+mod read_barrier;
 pub mod references;
 pub mod repair;
 pub mod request;

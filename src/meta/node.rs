@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::Snapshot;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -21,6 +21,7 @@ use super::raft::{
     raft_config, AppendReply, ChunkReply, NetworkFactory, Raft, SnapshotChunk, VoteReply,
     PATH_APPEND, PATH_SNAPSHOT_CHUNK, PATH_VOTE,
 };
+use super::read_barrier::{BarrierError, ReadBarrier};
 use super::store::{LogStore, MetaDb, StateMachineStore};
 use crate::metrics::GroupMetrics;
 use crate::rpc::{decode, encode, unix_now_ms as now_ms, Identity, RpcClient};
@@ -70,6 +71,8 @@ pub enum ReadReply {
 pub struct MetaNode {
     id: NodeId,
     raft: Raft,
+    /// Leadership checks shared by concurrent reads.
+    reads: ReadBarrier,
     db: Arc<MetaDb>,
     writes: mpsc::Sender<PendingWrite>,
     /// The snapshot being received from the leader, if any.
@@ -259,9 +262,10 @@ impl MetaNode {
         let (writes, rx) = mpsc::channel(4 * MAX_BATCH_COMMANDS);
         let metrics = crate::metrics::global().group(cfg.node_id, 0);
         tokio::spawn(watch_raft_metrics(raft.clone(), metrics.clone()));
-        tokio::spawn(group_commit_loop(raft.clone(), rx, metrics));
+        tokio::spawn(group_commit_loop(raft.clone(), rx, metrics.clone()));
         Ok(Arc::new(MetaNode {
             id: cfg.node_id,
+            reads: ReadBarrier::new(raft.clone(), metrics),
             raft,
             db,
             writes,
@@ -384,14 +388,10 @@ impl MetaNode {
 
     /// Answers a query linearizably if this node leads.
     pub async fn read(&self, q: &Query) -> ReadReply {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => {}
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                return ReadReply::NotLeader {
-                    leader: f.leader_id,
-                }
-            }
-            Err(e) => return ReadReply::Failed(e.to_string()),
+        match self.reads.wait().await {
+            Ok(()) => {}
+            Err(BarrierError::NotLeader(leader)) => return ReadReply::NotLeader { leader },
+            Err(BarrierError::Failed(e)) => return ReadReply::Failed(e),
         }
         match self.db.query(q) {
             Ok(r) => ReadReply::Ok(r),
@@ -648,6 +648,30 @@ mod tests {
         assert_eq!(
             client.write(create).await.expect("create again"),
             CommandResult::BucketAlreadyOwnedByYou
+        );
+
+        // Concurrent reads on the leader share leadership checks (a batched read index), and
+        // each sees the bucket created before it.
+        let leader = nodes
+            .iter()
+            .find(|n| n.current_leader() == Some(n.id))
+            .expect("a leader")
+            .clone();
+        let checks_before = leader.reads.checks();
+        let get = Query::GetBucket(GetBucket {
+            name: "photos".into(),
+        });
+        let answers = futures::future::join_all((0..64).map(|_| leader.read(&get))).await;
+        for a in answers {
+            assert!(
+                matches!(a, ReadReply::Ok(QueryResult::Bucket(Some(_)))),
+                "{a:?}"
+            );
+        }
+        let checks = leader.reads.checks() - checks_before;
+        assert!(
+            (1..=2).contains(&checks),
+            "64 concurrent reads took {checks} leadership checks"
         );
 
         // Concurrent writes (openraft batches them into shared appends).

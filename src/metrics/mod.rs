@@ -8,7 +8,8 @@
 //!   answer the listener sends by status (auth failures and POST object included);
 //! - each metadata group a node holds (`group` is "0" until the ring has partitions): the
 //!   latency of a Raft commit at the leader (one group-commit entry), apply lag, term, leader
-//!   changes, whether this node leads, and metadata writes by outcome;
+//!   changes, whether this node leads, metadata writes by outcome, and reads with the
+//!   leadership checks (quorum rounds) they shared;
 //! - each node's shard store: operations by kind and outcome, bytes in and out, the disk's
 //!   size and free space; and the process's shard-file fsync latency.
 
@@ -94,6 +95,8 @@ pub struct Metrics {
     raft_leader: Family<GroupLabels, Gauge>,
     raft_leader_changes: Family<GroupLabels, Counter>,
     meta_writes: Family<GroupResultLabels, Counter>,
+    meta_reads: Family<GroupLabels, Counter>,
+    meta_read_checks: Family<GroupLabels, Counter>,
     shard_ops: Family<ShardOpLabels, Counter>,
     shard_bytes: Family<DirectionLabels, Counter>,
     shard_disk_total: Family<NodeLabels, Gauge>,
@@ -120,6 +123,8 @@ impl Metrics {
             raft_leader: Family::default(),
             raft_leader_changes: Family::default(),
             meta_writes: Family::default(),
+            meta_reads: Family::default(),
+            meta_read_checks: Family::default(),
             shard_ops: Family::default(),
             shard_bytes: Family::default(),
             shard_disk_total: Family::default(),
@@ -171,6 +176,16 @@ impl Metrics {
             "meta_writes",
             "Metadata writes proposed by this replica as leader, by outcome",
             m.meta_writes.clone(),
+        );
+        registry.register(
+            "meta_reads",
+            "Linearizable metadata reads served by this replica as leader",
+            m.meta_reads.clone(),
+        );
+        registry.register(
+            "meta_read_checks",
+            "Leadership checks (quorum rounds) run for reads; concurrent reads share one",
+            m.meta_read_checks.clone(),
         );
         registry.register(
             "shard_ops",
@@ -246,6 +261,8 @@ impl Metrics {
             term: self.raft_term.get_or_create(&l).clone(),
             leader: self.raft_leader.get_or_create(&l).clone(),
             leader_changes: self.raft_leader_changes.get_or_create(&l).clone(),
+            reads: self.meta_reads.get_or_create(&l).clone(),
+            read_checks: self.meta_read_checks.get_or_create(&l).clone(),
             writes_ok: writes("ok"),
             writes_not_leader: writes("not_leader"),
             writes_failed: writes("failed"),
@@ -302,6 +319,8 @@ pub struct GroupMetrics {
     pub term: Gauge,
     pub leader: Gauge,
     pub leader_changes: Counter,
+    pub reads: Counter,
+    pub read_checks: Counter,
     pub writes_ok: Counter,
     pub writes_not_leader: Counter,
     pub writes_failed: Counter,
