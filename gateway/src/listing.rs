@@ -108,9 +108,23 @@ fn common_prefixes(page: &ListObjectsPage, enc: Encoder) -> Vec<CommonPrefix> {
 }
 
 impl Gateway {
-    /// One page of bucket `bucket` (whose id `q` names).
-    async fn list_page(&self, bucket: &str, q: ListObjectsQuery) -> S3Result<ListObjectsPage> {
-        if q.max_keys == 0 {
+    /// One page of bucket `bucket` (NoSuchBucket if it does not exist, even for 0 keys).
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&String>,
+        start_after: Option<String>,
+        max_keys: usize,
+    ) -> S3Result<ListObjectsPage> {
+        let q = ListObjectsQuery {
+            bucket: self.bucket_id(bucket).await?,
+            prefix: prefix.to_string(),
+            delimiter: delimiter.cloned(),
+            start_after,
+            max_keys,
+        };
+        if max_keys == 0 {
             return Ok(ListObjectsPage::default());
         }
         match self
@@ -145,16 +159,7 @@ impl Gateway {
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let page = self
-            .list_page(
-                &input.bucket,
-                ListObjectsQuery {
-                    bucket: self.bucket_id(&input.bucket).await?,
-                    prefix: prefix.clone(),
-                    delimiter: delimiter.clone(),
-                    start_after,
-                    max_keys: max,
-                },
-            )
+            .list_page(&input.bucket, &prefix, delimiter.as_ref(), start_after, max)
             .await?;
         let owner_id = if input.fetch_owner.unwrap_or(false) {
             Some(self.access.bucket(&input.bucket).await?.owner.clone())
@@ -195,13 +200,10 @@ impl Gateway {
         let page = self
             .list_page(
                 &input.bucket,
-                ListObjectsQuery {
-                    bucket: self.bucket_id(&input.bucket).await?,
-                    prefix: prefix.clone(),
-                    delimiter: delimiter.clone(),
-                    start_after: input.marker.clone().filter(|m| !m.is_empty()),
-                    max_keys: max,
-                },
+                &prefix,
+                delimiter.as_ref(),
+                input.marker.clone().filter(|m| !m.is_empty()),
+                max,
             )
             .await?;
         let owner_id = self.access.bucket(&input.bucket).await?.owner.clone();

@@ -105,9 +105,13 @@ pub struct ShardStore {
 }
 
 impl ShardStore {
-    /// The size and free space of the file system the store is on.
+    /// The size and free space of the file system the store is on, as the last write's
+    /// space check read it (no new `statvfs`); read now if no write ran yet.
     pub fn space(&self) -> std::io::Result<space::FsSpace> {
-        space::statvfs_space(&self.root)
+        match self.space.last() {
+            Some(s) => Ok(s),
+            None => space::statvfs_space(&self.root),
+        }
     }
 
     /// Opens the store with the default reserve (see [`ShardReserve`]).

@@ -269,7 +269,8 @@ impl ShardRpc {
         rpc
     }
 
-    /// Reads the shard disk's size and free space into the metrics.
+    /// Puts the shard disk's size and free space into the metrics (from the store's last space
+    /// check: no extra `statvfs` on the write path).
     fn measure_disk(&self) {
         if let Ok(space) = self.store.space() {
             self.metrics.disk_total.set(space.total_bytes as i64);

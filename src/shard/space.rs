@@ -11,6 +11,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::writer::WRITER_BUFFERED_BYTES;
@@ -97,6 +98,8 @@ pub struct SpaceGuard {
     root: PathBuf,
     reserve: ShardReserve,
     probe: SpaceProbe,
+    /// What the last check read (total, available), for the metrics; 0/0 before any.
+    last: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl std::fmt::Debug for SpaceGuard {
@@ -114,7 +117,17 @@ impl SpaceGuard {
             root,
             reserve,
             probe,
+            last: Arc::default(),
         }
+    }
+
+    /// The space the last check read, if one ran.
+    pub fn last(&self) -> Option<FsSpace> {
+        let total_bytes = self.last.0.load(Ordering::Relaxed);
+        (total_bytes > 0).then(|| FsSpace {
+            total_bytes,
+            available_bytes: self.last.1.load(Ordering::Relaxed),
+        })
     }
 
     /// Refuses (`DiskFull`) unless the next [`SPACE_CHECK_INTERVAL_BYTES`] of a write fit above
@@ -125,6 +138,8 @@ impl SpaceGuard {
         let space = tokio::task::spawn_blocking(move || probe(&root))
             .await
             .map_err(io::Error::other)??;
+        self.last.0.store(space.total_bytes, Ordering::Relaxed);
+        self.last.1.store(space.available_bytes, Ordering::Relaxed);
         check(space, self.reserve, SPACE_CHECK_MARGIN_BYTES)
     }
 }
